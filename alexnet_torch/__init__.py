@@ -1,0 +1,1 @@
+"""The book's AlexNet in PyTorch: model.py, data.py, train.py."""

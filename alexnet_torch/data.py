@@ -1,0 +1,65 @@
+"""Fashion-MNIST for PyTorch: held on the device as uint8, resized per minibatch there."""
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from common.batches import epoch_order, num_batches
+from common.fashion_mnist import FashionMNIST
+
+# ---- Resizing on the device ----
+
+
+def resize_batch(X: torch.Tensor, resize: int) -> torch.Tensor:
+    """uint8 images (B, 28, 28) to float32 (B, 1, resize, resize) in [0, 1], bilinear."""
+    X = X.unsqueeze(1).float() / 255  # (B, 1, 28, 28)
+    return F.interpolate(X, size=(resize, resize), mode="bilinear", align_corners=False)  # (B, 1, 224, 224)
+
+
+def preprocess(images: np.ndarray, resize: int, device: torch.device) -> np.ndarray:
+    """uint8 images (B, 28, 28) to the network's float32 input (B, 1, resize, resize), as NumPy."""
+    return resize_batch(torch.from_numpy(images).to(device), resize).cpu().numpy()
+
+
+# ---- Minibatches ----
+
+
+class DataIter:
+    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
+                 device: torch.device, shuffle: bool, seed: int):
+        self.images = torch.from_numpy(images).to(device)  # (N, 28, 28) uint8, 47 MB for all of train
+        self.labels = torch.from_numpy(labels).to(device)  # (N,) int64
+        self.batch_size, self.resize, self.device = batch_size, resize, device
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in one pass."""
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return num_batches(self.num_examples, self.batch_size)
+
+    def __iter__(self):
+        order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        order = torch.from_numpy(order).to(self.device)
+        for i in range(0, self.num_examples, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield resize_batch(self.images[idx], self.resize), self.labels[idx]
+
+
+# ---- Loading ----
+
+
+def load_data_fashion_mnist(data: FashionMNIST, batch_size: int, resize: int,
+                            device: torch.device, seed: int = 0) -> tuple[DataIter, DataIter]:
+    """The training iterator (shuffled per epoch) and the test iterator (in order)."""
+    train_iter = DataIter(data.train_images, data.train_labels, batch_size, resize, device, True, seed)
+    test_iter = DataIter(data.test_images, data.test_labels, batch_size, resize, device, False, seed)
+    return train_iter, test_iter

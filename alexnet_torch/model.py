@@ -1,0 +1,142 @@
+"""The book's AlexNet in PyTorch (d2l.ai, chapter 8.1), channels-first (NCHW)."""
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from torch import nn
+
+from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
+from common.shapes import canonical_names, make_report
+from common.spec import check_resize, flat_features
+
+BACKEND = "torch"
+
+# ---- The network ----
+
+
+def alexnet(resize: int = BOOK.resize) -> nn.Sequential:
+    """AlexNet for `resize` x `resize` grey images, with Xavier weights and zero biases."""
+    check_resize(resize)
+    net = nn.Sequential(
+        # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend.
+        nn.Conv2d(IN_CHANNELS, 96, kernel_size=11, stride=4, padding=0), nn.ReLU(),  # (B, 96, 54, 54)
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 96, 26, 26)
+        # A smaller window, padding 2 keeps the side, more output channels.
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),  # (B, 256, 26, 26)
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 12, 12)
+        # Three successive 3x3 convolutions; only the last is followed by pooling.
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),  # (B, 384, 12, 12)
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),  # (B, 384, 12, 12)
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),  # (B, 256, 12, 12)
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 5, 5)
+        nn.Flatten(),  # (B, 6400)
+        # Dense layers many times larger than LeNet's, with dropout against overfitting.
+        nn.Linear(flat_features(resize), 4096), nn.ReLU(),  # (B, 4096)
+        nn.Dropout(p=DROPOUT),
+        nn.Linear(4096, 4096), nn.ReLU(),  # (B, 4096)
+        nn.Dropout(p=DROPOUT),
+        # The output layer: ten classes for Fashion-MNIST.
+        nn.Linear(4096, NUM_CLASSES),  # (B, 10)
+    )
+    net.apply(init_weights)
+    return net
+
+
+# ---- Initialisation ----
+
+
+def init_weights(module: nn.Module) -> None:
+    """Xavier (Glorot) uniform weights and zero biases, as in the book's training function."""
+    if isinstance(module, nn.Linear | nn.Conv2d):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# ---- Layer shapes ----
+
+KINDS = {nn.Conv2d: "conv", nn.MaxPool2d: "pool", nn.Flatten: "flatten", nn.Linear: "dense",
+         nn.Dropout: "dropout"}
+
+
+def layer_summary(net: nn.Sequential, resize: int = BOOK.resize) -> None:
+    """Print each layer's output shape for one image, as the book does."""
+    X = torch.randn(1, IN_CHANNELS, resize, resize, device=next(net.parameters()).device)
+    with torch.no_grad():
+        for layer in net:
+            X = layer(X)
+            print(layer.__class__.__name__, "output shape:\t", tuple(X.shape))
+
+
+def layer_report(net: nn.Sequential, resize: int = BOOK.resize) -> dict:
+    """Per-layer output shapes (NCHW, batch left out) and parameters, as canonical JSON."""
+    X = torch.zeros(1, IN_CHANNELS, resize, resize, device=next(net.parameters()).device)
+    layers = []
+    with torch.no_grad():
+        for layer in net:
+            X = layer(X)
+            if type(layer) in KINDS:  # ReLU is folded into the layer before it
+                params = sum(p.numel() for p in layer.parameters())
+                layers.append((KINDS[type(layer)], tuple(X.shape[1:]), params))
+    return make_report(BACKEND, resize, layers)
+
+
+# ---- Neutral weights ----
+
+
+def _named_layers(net: nn.Sequential) -> list[tuple[str, nn.Module]]:
+    """The layers under their canonical names (conv1, pool1, ...); ReLU left out."""
+    layers = [m for m in net if type(m) in KINDS]
+    return list(zip(canonical_names([KINDS[type(m)] for m in layers]), layers))
+
+
+def get_weights(net: nn.Sequential) -> dict[str, np.ndarray]:
+    """The weights under canonical names; PyTorch's layouts are already the canonical ones."""
+    weights = {}
+    for name, layer in _named_layers(net):
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            weights[f"{name}.weight"] = layer.weight.detach().cpu().numpy().copy()
+            weights[f"{name}.bias"] = layer.bias.detach().cpu().numpy().copy()
+    return weights
+
+
+def set_weights(net: nn.Sequential, weights: dict[str, np.ndarray]) -> None:
+    """Copy canonical weights into the network, in place."""
+    with torch.no_grad():
+        for name, layer in _named_layers(net):
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                layer.weight.copy_(torch.from_numpy(weights[f"{name}.weight"]))
+                layer.bias.copy_(torch.from_numpy(weights[f"{name}.bias"]))
+
+
+# ---- NumPy in, NumPy out ----
+
+
+def predict(net: nn.Sequential, X: np.ndarray) -> np.ndarray:
+    """Logits for float32 images (B, 1, H, W), dropout off (for tests and cross-framework parity)."""
+    net.eval()
+    with torch.no_grad():
+        return net(torch.from_numpy(X).to(next(net.parameters()).device)).cpu().numpy()
+
+
+# ---- Command line ----
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the layer summary, or the canonical shape report as JSON."""
+    p = argparse.ArgumentParser(prog=f"python -m alexnet_{BACKEND}.model", description=main.__doc__)
+    p.add_argument("--resize", type=int, default=BOOK.resize, help="input side (default: 224)")
+    p.add_argument("--json", action="store_true", help="print the canonical shape report as JSON")
+    args = p.parse_args(argv)
+    net = alexnet(args.resize)
+    if args.json:
+        print(json.dumps(layer_report(net, args.resize)))
+    else:
+        layer_summary(net, args.resize)
+
+
+if __name__ == "__main__":
+    from common.cli import run_cli
+
+    run_cli(main)

@@ -1,0 +1,1 @@
+"""Framework-free code shared by the three AlexNet backends (never imports a framework)."""

@@ -1,0 +1,20 @@
+"""Which examples go in which minibatch: the same order in every backend, from the seed."""
+
+import numpy as np
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The example order for one epoch: a permutation drawn from (seed, epoch), or 0..n-1."""
+    if not shuffle:
+        return np.arange(num_examples)
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+    """Minibatches per epoch; the last one may be smaller, as in the book's DataLoader."""
+    return -(-num_examples // batch_size)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The framework seed for one epoch's dropout, so that a resumed run repeats it exactly."""
+    return int(np.random.default_rng([seed, epoch, 1]).integers(2**31 - 1))

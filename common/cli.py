@@ -1,0 +1,125 @@
+"""The one argument parser every `python -m alexnet_<fw>.train` uses, and one-line errors."""
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from common.errors import UserError
+from common.hparams import BOOK, HParams
+from common.spec import MIN_RESIZE, check_resize
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the problem, and where to look for the fix."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]:
+    """An argparse type that accepts numbers of at least `minimum`, with a clear message."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not value >= minimum:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+positive_float = _number(float, 1e-300, "a number above 0")
+
+
+def _resize(text: str) -> int:
+    """An input side the network can take."""
+    side = positive_int(text)
+    if side < MIN_RESIZE:
+        raise argparse.ArgumentTypeError(
+            f"{side} is too small for AlexNet (the third max-pool would have no output); "
+            f"the smallest valid size is {MIN_RESIZE}"
+        )
+    return side
+
+
+def parser(backend: str) -> argparse.ArgumentParser:
+    """The train command's parser for one backend, every default from the book."""
+    p = _Parser(
+        prog=f"python -m alexnet_{backend}.train",
+        description=f"Train the book's AlexNet on Fashion-MNIST with {backend} (d2l.ai, chapter 8.1).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--epochs", type=positive_int, default=BOOK.num_epochs, help="number of epochs")
+    p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
+    p.add_argument("--lr", type=positive_float, default=BOOK.lr, help="SGD learning rate")
+    p.add_argument("--resize", type=_resize, default=BOOK.resize,
+                   help=f"side the 28x28 images are upsampled to (at least {MIN_RESIZE})")
+    p.add_argument("--train-limit", type=positive_int, default=None,
+                   help="train on the first N training images only (default: all 60,000)")
+    p.add_argument("--test-limit", type=positive_int, default=None,
+                   help="evaluate on the first N test images only (default: all 10,000)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="directory holding the four Fashion-MNIST files (default: searched, "
+                        "see README)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto picks a GPU when there is one")
+    p.add_argument("--seed", type=non_negative_int, default=BOOK.seed,
+                   help="seed for initialisation, shuffling and dropout")
+    p.add_argument("--out", type=Path, default=Path("runs") / backend,
+                   help="directory for metrics, curves, summary, checkpoints and weights")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a finished or different run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="one epoch on two batches, to check the set-up quickly")
+    return p
+
+
+def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and check the train flags; --dry-run shrinks the run to two batches."""
+    args = parser(backend).parse_args(argv)
+    if args.resume and args.force:
+        raise UserError("--resume and --force contradict each other: pass only one")
+    if args.dry_run:
+        args.epochs = 1
+        args.train_limit = min(args.train_limit or 2 * args.batch_size, 2 * args.batch_size)
+        args.test_limit = min(args.test_limit or args.batch_size, args.batch_size)
+    return args
+
+
+def hparams_from_args(args: argparse.Namespace) -> HParams:
+    """The hyperparameters a parsed command line asks for."""
+    check_resize(args.resize)
+    return HParams(lr=args.lr, batch_size=args.batch_size, num_epochs=args.epochs,
+                   resize=args.resize, seed=args.seed,
+                   train_limit=args.train_limit, test_limit=args.test_limit)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so that a killed run stops the same clean way."""
+    raise KeyboardInterrupt
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a command: a UserError becomes one line on stderr and a non-zero exit status."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(130 if type(e).__name__ == "Interrupted" else 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

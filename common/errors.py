@@ -1,0 +1,13 @@
+"""The one exception type for bad input: its message is shown to the user as one line."""
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message names the problem and the fix."""
+
+
+class DataError(UserError):
+    """A missing, truncated, corrupt or mismatched data file."""
+
+
+class InputTooSmallError(UserError, ValueError):
+    """An input side too small for AlexNet's stack of strided layers."""

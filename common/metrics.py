@@ -1,0 +1,94 @@
+"""What a run reports: epoch records, the book's lines, the curves plot and the summary."""
+
+import io
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.atomic import atomic_write_bytes, atomic_write_text
+
+
+def epoch_record(epoch: int, loss: float, train_acc: float, test_acc: float,
+                 num_train: int, train_time: float, epoch_time: float) -> dict:
+    """One epoch's metrics, as a line of metrics.jsonl."""
+    return {"epoch": epoch, "loss": loss, "train_acc": train_acc, "test_acc": test_acc,
+            "examples_per_sec": num_train / train_time, "train_time": train_time,
+            "epoch_time": epoch_time}
+
+
+def epoch_line(record: dict, num_epochs: int) -> str:
+    """The line printed after each epoch."""
+    return (f"epoch {record['epoch']}/{num_epochs}: loss {record['loss']:.3f}, "
+            f"train acc {record['train_acc']:.3f}, test acc {record['test_acc']:.3f}, "
+            f"{record['examples_per_sec']:.1f} examples/sec, {record['epoch_time']:.1f}s")
+
+
+def examples_per_sec(history: list[dict]) -> float:
+    """Training throughput over all epochs, as the book measures it (evaluation left out)."""
+    images = sum(r["examples_per_sec"] * r["train_time"] for r in history)
+    return images / sum(r["train_time"] for r in history)
+
+
+def book_line(history: list[dict], device: str) -> str:
+    """The book's final line: loss, train acc, test acc, examples/sec on the device."""
+    last = history[-1]
+    return (f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, "
+            f"test acc {last['test_acc']:.3f}, {examples_per_sec(history):.1f} examples/sec on {device}")
+
+
+def progress(total: int, epoch: int, num_epochs: int, disable: bool) -> tqdm:
+    """A progress bar over training images: images/s and time left for this epoch."""
+    return tqdm(total=total, desc=f"epoch {epoch}/{num_epochs}", unit="img", unit_scale=True,
+                leave=False, disable=disable, dynamic_ncols=True)
+
+
+def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: int) -> float:
+    """Seconds a run will take at the measured rate (evaluation costs about a third of training)."""
+    return num_epochs * (num_train + num_test / 3) / images_per_sec
+
+
+def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs: int) -> str:
+    """Say how long a run will take, and how to make a quick try instead."""
+    human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+    return (f"note: measured {images_per_sec:.1f} training images/s on {device}, so {num_epochs} "
+            f"epoch(s) will take about {human}; for a quick try use --dry-run, or "
+            f"--resize 96 --train-limit 5000 --epochs 2")
+
+
+# ---- Files ----
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """Write every epoch's record as JSON lines (atomically)."""
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def plot_curves(path: Path, history: list[dict], num_epochs: int, title: str) -> None:
+    """Plot train loss, train acc and test acc per epoch, like the book's figure (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.plot(epochs, [r["loss"] for r in history], "-", label="train loss")
+    ax.plot(epochs, [r["train_acc"] for r in history], "m--", label="train acc")
+    ax.plot(epochs, [r["test_acc"] for r in history], "g-.", label="test acc")
+    ax.set(xlabel="epoch", xlim=(1, max(num_epochs, 2)), title=title)
+    ax.grid(True)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def versions(framework: str, version: str) -> dict:
+    """Versions worth recording beside a result."""
+    return {"python": sys.version.split()[0], "numpy": np.__version__, framework: version,
+            "platform": platform.platform()}

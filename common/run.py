@@ -1,0 +1,140 @@
+"""A training run's directory: refuse to clobber, checkpoint atomically, resume exactly.
+
+Layout of `--out`:
+    state.json               the commit point: hyperparameters, epochs done, history, checkpoint name
+    checkpoint-NNN.<ext>     the backend's native checkpoint after epoch NNN (the newest is kept)
+    metrics.jsonl            one JSON line per epoch
+    curves.png               the book's plot of loss and accuracies
+    weights.safetensors      the neutral weights, loadable by every backend
+    summary.json             hyperparameters, versions, device, accuracy, throughput, wall time
+"""
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from common.atomic import atomic_path, atomic_write_text
+from common.errors import UserError
+from common.hparams import HParams
+from common.metrics import book_line, epoch_line, examples_per_sec, plot_curves, write_metrics
+
+RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json")
+
+
+class Interrupted(UserError):
+    """The run was stopped by the user (Ctrl-C or SIGTERM); the last checkpoint is kept."""
+
+
+class Run:
+    """The files of one training run in `out`, for one backend and one set of hyperparameters."""
+
+    def __init__(self, out: Path, backend: str, hparams: HParams, ckpt_ext: str,
+                 resume: bool = False, force: bool = False):
+        self.out, self.backend, self.hparams, self.ckpt_ext = Path(out), backend, hparams, ckpt_ext
+        self.state_path = self.out / "state.json"
+        self.metrics_path = self.out / "metrics.jsonl"
+        self.curves_path = self.out / "curves.png"
+        self.weights_path = self.out / "weights.safetensors"
+        self.summary_path = self.out / "summary.json"
+        self.history: list[dict] = []
+        self.checkpoint: Path | None = None  # the native checkpoint to resume from
+        self.started = time.perf_counter()
+        if resume:
+            self._resume()
+        else:
+            self._start(force)
+
+    @property
+    def start_epoch(self) -> int:
+        """Epochs already done (0 for a new run)."""
+        return len(self.history)
+
+    def _existing(self) -> list[Path]:
+        """The files of an earlier run in `out`."""
+        return [p for p in self.out.glob("*") if p.name in RUN_FILES or p.name.startswith("checkpoint-")]
+
+    def _start(self, force: bool) -> None:
+        """Begin a new run, refusing to overwrite another one unless forced."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file, not a directory: choose another --out")
+        old = self._existing()
+        if old and not force:
+            raise UserError(f"{self.out} already holds a run: pass --resume to continue it, --force to "
+                            f"overwrite it, or choose another --out")
+        for path in old:
+            path.unlink()
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _resume(self) -> None:
+        """Load the history and checkpoint name of the run in `out`, refusing a mismatch."""
+        if not self.state_path.is_file():
+            raise UserError(f"nothing to resume in {self.out} (no state.json): drop --resume to start "
+                            f"a new run, or point --out at the run to continue")
+        try:
+            state = json.loads(self.state_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{self.state_path} is corrupt ({e}): start a new run with --force") from None
+        if state["backend"] != self.backend:
+            raise UserError(f"{self.out} holds a {state['backend']} run, and checkpoints do not cross "
+                            f"frameworks: start a new run, or load {self.weights_path.name} (neutral "
+                            f"weights) into {self.backend}")
+        self._check_same_hparams(state["hparams"])
+        self.history = state["history"]
+        self.checkpoint = self.out / state["checkpoint"]
+        if self.start_epoch >= self.hparams.num_epochs:
+            raise UserError(f"the run in {self.out} has done its {self.start_epoch} epochs: pass a larger "
+                            f"--epochs to train on")
+
+    def _check_same_hparams(self, saved: dict) -> None:
+        """Refuse to resume with different hyperparameters (more epochs are allowed)."""
+        now = self.hparams.to_dict()
+        diffs = [f"{k} {now[k]} (the run has {saved.get(k)})" for k in now
+                 if k != "num_epochs" and now[k] != saved.get(k)]
+        if diffs:
+            raise UserError(f"cannot resume {self.out} with different settings: {'; '.join(diffs)}; "
+                            f"resume with the run's settings, or start a new run with another --out")
+
+    # ---- One epoch done ----
+
+    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
+        """Record an epoch: checkpoint atomically, then metrics, curves and the epoch line."""
+        if not all(math.isfinite(record[k]) for k in ("loss", "train_acc", "test_acc")):
+            kept = f"the checkpoint of epoch {self.start_epoch} is kept" if self.history else "nothing was saved"
+            raise UserError(f"the training loss became {record['loss']} in epoch {record['epoch']}: "
+                            f"the run diverged (try a smaller --lr); {kept} in {self.out}")
+        history = [*self.history, record]
+        name = f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}"
+        with atomic_path(self.out / name) as tmp:
+            write_checkpoint(tmp)
+        state = {"backend": self.backend, "hparams": self.hparams.to_dict(),
+                 "epoch": record["epoch"], "checkpoint": name, "history": history}
+        atomic_write_text(self.state_path, json.dumps(state, indent=1))
+        for old in self.out.glob(f"checkpoint-*.{self.ckpt_ext}"):
+            if old.name != name:
+                old.unlink()
+        self.history, self.checkpoint = history, self.out / name
+        write_metrics(self.metrics_path, history)
+        plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
+        print(epoch_line(record, self.hparams.num_epochs), flush=True)
+
+    def interrupted(self) -> Interrupted:
+        """The error to raise on Ctrl-C or SIGTERM, naming what was kept and how to go on."""
+        kept = (f"the checkpoint of epoch {self.start_epoch} is kept" if self.history
+                else "no epoch had finished, so there is no checkpoint yet")
+        return Interrupted(f"interrupted: {kept} in {self.out}; continue with "
+                           f"python -m alexnet_{self.backend}.train --out {self.out} --resume "
+                           f"(and the same settings)")
+
+    def finish(self, device: str, extra: dict) -> str:
+        """Write summary.json and return the book's final line."""
+        line = book_line(self.history, device)
+        last = self.history[-1]
+        summary = {"backend": self.backend, "hparams": self.hparams.to_dict(), "device": device,
+                   "epochs": len(self.history), "loss": last["loss"], "train_acc": last["train_acc"],
+                   "test_acc": last["test_acc"], "examples_per_sec": examples_per_sec(self.history),
+                   "wall_time": sum(r["epoch_time"] for r in self.history), "book_line": line,
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=1))
+        return line

@@ -1,0 +1,60 @@
+"""Shape checking: a backend's per-layer report (canonical NCHW JSON) beside the spec.
+
+A report is `{"backend": str, "resize": int, "layers": [{"name", "kind", "shape", "params"}]}`,
+one entry per layer of the spec (activations are folded into their conv or dense layer).
+"""
+
+import json
+from pathlib import Path
+
+from common.errors import UserError
+from common.spec import layer_stats
+
+
+def canonical_names(kinds: list[str]) -> list[str]:
+    """Name layers by kind and position: conv1, pool1, conv2, ..., dense3."""
+    counts: dict[str, int] = {}
+    names = []
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append(kind if kind == "flatten" else f"{kind}{counts[kind]}")
+    return names
+
+
+def make_report(backend: str, resize: int, layers: list[tuple[str, tuple[int, ...], int]]) -> dict:
+    """A report from (kind, NCHW shape without the batch, params) per layer."""
+    names = canonical_names([kind for kind, _, _ in layers])
+    return {"backend": backend, "resize": resize,
+            "layers": [{"name": n, "kind": k, "shape": list(s), "params": p}
+                       for n, (k, s, p) in zip(names, layers)]}
+
+
+def compare(report: dict) -> list[str]:
+    """Every difference between a report and the spec at the report's input size."""
+    spec = layer_stats(report["resize"])
+    got = report["layers"]
+    problems = []
+    for i in range(max(len(spec), len(got))):
+        want = spec[i] if i < len(spec) else None
+        have = got[i] if i < len(got) else None
+        name = want.name if want else have["name"]
+        if want is None or have is None:
+            problems.append(f"{name}: {'missing in ' + report['backend'] if have is None else 'not in the spec'}")
+            continue
+        for field, expected, actual in (("kind", want.kind, have["kind"]),
+                                        ("shape", list(want.shape), list(have["shape"])),
+                                        ("params", want.params, have["params"])):
+            if expected != actual:
+                problems.append(f"{name}: {field} {actual} in {report['backend']}, spec says {expected}")
+    return problems
+
+
+def read_report(path: Path) -> dict:
+    """Read a report JSON file, with a clear error for a missing or malformed one."""
+    try:
+        report = json.loads(Path(path).read_text())
+        report["backend"], report["resize"], report["layers"]  # noqa: B018 - required keys
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path} is not a layer-shape report ({e}): regenerate it with "
+                        f"python -m alexnet_<fw>.model --json") from None
+    return report

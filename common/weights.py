@@ -1,0 +1,65 @@
+"""Neutral weights: one safetensors file, read and written with numpy, that every backend loads.
+
+Names and layouts are canonical (PyTorch's): `conv1.weight` (O, I, H, W), `conv1.bias` (O,),
+`dense1.weight` (out, in) with the flattened features in C, H, W order, `dense1.bias` (out,).
+"""
+
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from common.atomic import atomic_write_bytes
+from common.errors import UserError
+from common.spec import param_shapes
+
+FORMAT = "alexnet-d2l/1"
+
+
+def save_weights(path: Path, weights: dict[str, np.ndarray], resize: int, backend: str) -> None:
+    """Check `weights` against the spec and write them atomically as float32 safetensors."""
+    check_weights(weights, resize, str(path))
+    tensors = {name: np.ascontiguousarray(w, dtype=np.float32) for name, w in weights.items()}
+    meta = {"format": FORMAT, "resize": str(resize), "backend": backend}
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
+    """Read a neutral weights file (never unpickles) and check it fits the network at `resize`."""
+    try:
+        weights = st_load(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"weights file {path} does not exist: check the path") from None
+    except (SafetensorError, ValueError, OSError) as e:
+        raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+    check_weights(weights, resize, str(path))
+    return weights
+
+
+def check_weights(weights: dict[str, np.ndarray], resize: int, where: str) -> None:
+    """Refuse weights whose names or shapes differ from the spec's at `resize`."""
+    expected = param_shapes(resize)
+    if set(weights) != set(expected):
+        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+        raise UserError(f"{where} does not hold AlexNet's weights (missing {missing}, unexpected {extra})")
+    for name, shape in expected.items():
+        if tuple(weights[name].shape) != shape:
+            raise UserError(f"{where}: {name} has shape {tuple(weights[name].shape)} but the network at "
+                            f"input size {resize} needs {shape}: pass the --resize it was trained with")
+
+
+# ---- Layout conversions for channels-last backends ----
+
+
+def dense_in_hwc_to_chw(weight: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """Reorder a dense weight (out, H*W*C) that follows an NHWC flatten to (out, C*H*W)."""
+    c, h, w = chw
+    return weight.reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(weight.shape[0], -1)
+
+
+def dense_in_chw_to_hwc(weight: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """Reorder a dense weight (out, C*H*W) to follow an NHWC flatten: (out, H*W*C)."""
+    c, h, w = chw
+    return weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)

@@ -1,0 +1,113 @@
+"""`python -m alexnet_<fw>.train` end to end on tiny generated IDX files at the smallest input."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from common.spec import MIN_RESIZE
+from common.weights import load_weights
+from tests.synthetic import write_dataset
+
+FAST = ["--resize", str(MIN_RESIZE), "--batch-size", "64", "--no-progress"]
+BOOK_LINE = re.compile(r"^loss \d+\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}, "
+                       r"\d+\.\d examples/sec on \S+", re.M)
+
+
+def train(fw, data: Path, out: Path, *extra: str) -> None:
+    """Run the backend's train entry point in this process."""
+    fw.train.main([*FAST, "--data-dir", str(data), "--out", str(out), *extra])
+
+
+def test_end_to_end_writes_every_output(fw, backend, tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(fw, tiny_data, out, "--epochs", "2")
+    printed = capsys.readouterr().out
+    assert BOOK_LINE.search(printed), printed
+    assert "epoch 2/2" in printed
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backend"] == backend and summary["epochs"] == 2
+    assert summary["hparams"]["resize"] == MIN_RESIZE and summary["test_acc"] == metrics[-1]["test_acc"]
+    assert set(load_weights(out / "weights.safetensors", MIN_RESIZE))
+    assert len(list(out.glob("checkpoint-002.*"))) == 1 and not list(out.glob("checkpoint-001.*"))
+
+
+def test_resume_continues_exactly(fw, tiny_data, tmp_path):
+    train(fw, tiny_data, tmp_path / "straight", "--epochs", "2")
+    train(fw, tiny_data, tmp_path / "resumed", "--epochs", "1")
+    train(fw, tiny_data, tmp_path / "resumed", "--epochs", "2", "--resume")
+    a = load_weights(tmp_path / "straight" / "weights.safetensors", MIN_RESIZE)
+    b = load_weights(tmp_path / "resumed" / "weights.safetensors", MIN_RESIZE)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-6, err_msg=name)
+    runs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+            for d in ("straight", "resumed")]
+    for x, y in zip(*runs):
+        for key in ("loss", "train_acc", "test_acc"):
+            assert x[key] == pytest.approx(y[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_learns_what_a_random_model_cannot(fw, tmp_path, capsys):
+    data = write_dataset(tmp_path / "data", n_train=2000, n_test=300)
+    train(fw, data, tmp_path / "run", "--epochs", "3", "--lr", "0.05", "--batch-size", "32")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["test_acc"] >= 0.8  # chance is 0.1
+
+
+def test_refuses_to_overwrite_a_run(fw, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train(fw, tiny_data, out, "--epochs", "1", "--train-limit", "64")
+    before = (out / "weights.safetensors").read_bytes()
+    with pytest.raises(UserError, match="already holds a run"):
+        train(fw, tiny_data, out, "--epochs", "1")
+    assert (out / "weights.safetensors").read_bytes() == before
+    with pytest.raises(UserError, match="different settings"):
+        train(fw, tiny_data, out, "--epochs", "2", "--lr", "0.1", "--resume", "--train-limit", "64")
+    state = json.loads((out / "state.json").read_text())
+    (out / "state.json").write_text(json.dumps({**state, "backend": "elsewhere"}))
+    with pytest.raises(UserError, match="do not cross frameworks"):
+        train(fw, tiny_data, out, "--epochs", "2", "--resume", "--train-limit", "64")
+
+
+BAD = {
+    "zero epochs": (["--epochs", "0"], "--epochs"),
+    "not a number": (["--lr", "fast"], "--lr"),
+    "negative limit": (["--train-limit", "-5"], "--train-limit"),
+    "input too small": (["--resize", "66"], "too small"),
+    "unknown device": (["--device", "tpu"], "--device"),
+    "missing data dir": (["--data-dir", "/nonexistent/fmnist"], "does not exist"),
+}
+
+
+@pytest.mark.parametrize("argv, phrase", BAD.values(), ids=BAD.keys())
+def test_bad_input_is_one_clear_line(backend, tmp_path, argv, phrase):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", f"alexnet_{backend}.train", *argv, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "Warning" not in line]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and phrase in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_missing_file_names_it(fw, tiny_data, tmp_path):
+    (tiny_data / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte.*apt-get install dataset-fashion-mnist"):
+        train(fw, tiny_data, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_gpu_asked_for_where_there_is_none(fw):
+    if fw.train.get_device("auto") != fw.train.get_device("cpu"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="--device cpu"):
+        fw.train.get_device("gpu")

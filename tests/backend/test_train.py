@@ -1,0 +1,45 @@
+"""Each backend's data pipeline and training step, checked against NumPy references."""
+
+import numpy as np
+
+from common.batches import epoch_order
+from common.fashion_mnist import load
+from common.spec import MIN_RESIZE
+from tests.reference import bilinear_resize, cross_entropy
+from tests.synthetic import make_split
+
+
+def test_preprocess_is_bilinear_and_scaled(fw):
+    images, _ = make_split(5, seed=3)
+    X = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu"))
+    assert X.shape == (5, 1, MIN_RESIZE, MIN_RESIZE) and X.dtype == np.float32
+    np.testing.assert_allclose(X, bilinear_resize(images, MIN_RESIZE), atol=2e-6)
+    assert fw.data.preprocess(np.full((1, 28, 28), 255, np.uint8), 224, fw.train.get_device("cpu")).min() == 1
+
+
+def test_minibatches_follow_the_seeded_order(fw, tiny_data):
+    data = load(tiny_data)
+    device = fw.train.get_device("cpu")
+    train_iter, test_iter = fw.data.load_data_fashion_mnist(data, 100, MIN_RESIZE, device, seed=7)
+    assert len(train_iter) == 3  # 256 examples: 100 + 100 + 56
+    for epoch in (1, 2):
+        train_iter.set_epoch(epoch)
+        batches = [(np.asarray(X), np.asarray(y)) for X, y in train_iter]
+        assert [len(y) for _, y in batches] == [100, 100, 56]
+        order = epoch_order(256, 7, epoch)
+        np.testing.assert_array_equal(np.concatenate([y for _, y in batches]), data.train_labels[order])
+        assert batches[0][0].shape == (100, 1, MIN_RESIZE, MIN_RESIZE)
+    labels = np.concatenate([np.asarray(y) for _, y in test_iter])
+    np.testing.assert_array_equal(labels, data.test_labels)
+
+
+def test_one_sgd_step_lowers_the_loss(fw):
+    images, labels = make_split(32, seed=5)
+    device = fw.train.get_device("cpu")
+    X, y = fw.data.preprocess(images, MIN_RESIZE, device), labels.astype(np.int64)
+    net = fw.model.alexnet(MIN_RESIZE)
+    expected = cross_entropy(fw.model.predict(net, X), y)
+    before = fw.train.sgd_step(net, X, y, lr=0.01, dropout=False)
+    assert abs(before - expected) < 1e-4 * expected
+    after = cross_entropy(fw.model.predict(net, X), y)
+    assert after < before - 1e-4

@@ -1,0 +1,47 @@
+"""Shared fixtures: the backend under test (`--backend torch|tf|mxnet`) and tiny IDX data."""
+
+import importlib
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.synthetic import write_dataset
+
+BACKENDS = ("torch", "tf", "mxnet")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backend", choices=BACKENDS, default=os.environ.get("ALEXNET_BACKEND"),
+                     help="the backend that tests/backend run against")
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend's short name; tests/backend are skipped without --backend."""
+    name = request.config.getoption("--backend")
+    if name is None:
+        pytest.skip("tests/backend need --backend torch|tf|mxnet")
+    return name
+
+
+@pytest.fixture(scope="session")
+def fw(backend: str) -> SimpleNamespace:
+    """The backend's three modules: model, data, train."""
+    return SimpleNamespace(**{m: importlib.import_module(f"alexnet_{backend}.{m}")
+                              for m in ("model", "data", "train")})
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """A directory with 256 training and 64 test generated images as IDX files."""
+    return write_dataset(tmp_path / "data")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never find or download the real dataset by accident."""
+    monkeypatch.delenv("ALEXNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("common.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-data")
