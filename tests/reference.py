@@ -21,3 +21,8 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     z = logits - logits.max(axis=1, keepdims=True)
     log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     return float(-log_p[np.arange(len(y)), y].mean())
+
+
+def as_numpy(x) -> np.ndarray:
+    """A framework tensor as a NumPy array (MXNet's arrays need asnumpy())."""
+    return x.asnumpy() if hasattr(x, "asnumpy") else np.asarray(x)
