@@ -87,6 +87,19 @@ def parser(backend: str) -> argparse.ArgumentParser:
     return p
 
 
+def bench_parser(backend: str) -> argparse.ArgumentParser:
+    """The benchmark command's parser: throughput at the book's settings by default."""
+    p = _Parser(prog=f"python -m alexnet_{backend}.bench",
+                description=f"Training and evaluation images/s of AlexNet with {backend}.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
+    p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
+    p.add_argument("--json", type=Path, default=None, help="also append the result as a JSON line here")
+    return p
+
+
 def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the train flags; --dry-run shrinks the run to two batches."""
     args = parser(backend).parse_args(argv)

@@ -23,6 +23,7 @@ from common.hparams import IMAGE_SIDE, NUM_CLASSES
 
 ENV_VAR = "ALEXNET_DATA"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+MIRROR_VAR = "ALEXNET_MIRROR"  # another mirror, for example a local copy
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 HOW_TO_GET = (
     "get them with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or "
@@ -170,9 +171,10 @@ def locate(data_dir: Path | None = None, download_missing: bool = True,
 # ---- Downloading ----
 
 
-def download(directory: Path, mirror: str = MIRROR, opener: Callable = urllib.request.urlopen,
+def download(directory: Path, mirror: str | None = None, opener: Callable = urllib.request.urlopen,
              timeout: float = 60) -> dict[str, Path]:
     """Fetch the four .gz files, verify the decompressed bytes, and move each in place atomically."""
+    mirror = mirror or os.environ.get(MIRROR_VAR, MIRROR)
     paths = {}
     for key, f in FILES.items():
         path = directory / f"{f.name}.gz"

@@ -59,6 +59,27 @@ def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs
             f"--resize 96 --train-limit 5000 --epochs 2")
 
 
+def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int,
+                 train_ips: float, eval_ips: float) -> dict:
+    """One benchmark measurement, with its settings."""
+    return {"backend": backend, "device": device, "batch_size": batch_size, "resize": resize,
+            "steps": steps, "train_images_per_sec": train_ips, "eval_images_per_sec": eval_ips}
+
+
+def bench_line(result: dict) -> str:
+    """The benchmark's printed result."""
+    return (f"{result['backend']} on {result['device']}, batch {result['batch_size']}, "
+            f"{result['resize']}x{result['resize']}: training {result['train_images_per_sec']:.1f} images/s, "
+            f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each)")
+
+
+def append_json_line(path: Path, record: dict) -> None:
+    """Append one JSON line (benchmarks collect several runs in one file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 # ---- Files ----
 
 

@@ -58,3 +58,59 @@ def read_report(path: Path) -> dict:
         raise UserError(f"{path} is not a layer-shape report ({e}): regenerate it with "
                         f"python -m alexnet_<fw>.model --json") from None
     return report
+
+
+# ---- The side-by-side table ----
+
+
+def table(reports: list[dict]) -> str:
+    """Reports of one input size beside the spec: layer | spec | each backend (shape, params)."""
+    resize = reports[0]["resize"]
+    spec = layer_stats(resize)
+    backends = [r["backend"] for r in reports]
+    cell = "{:<24}"
+    rows = [f"input {resize}x{resize}", (cell * (2 + len(backends))).format("layer", "spec", *backends)]
+    for i, s in enumerate(spec):
+        cells = [s.name, _cell(list(s.shape), s.params)]
+        for r in reports:
+            layer = r["layers"][i] if i < len(r["layers"]) else None
+            text = _cell(layer["shape"], layer["params"]) if layer else "(missing)"
+            cells.append(text if text == cells[1] else f"{text} <- differs")
+        rows.append((cell * len(cells)).format(*cells))
+    totals = [f"{sum(s.params for s in spec):,}"] + [f"{sum(x['params'] for x in r['layers']):,}" for r in reports]
+    rows.append((cell * len(cells)).format("total params", *totals))
+    return "\n".join(rows)
+
+
+def _cell(shape: list[int], params: int) -> str:
+    """One table cell: the shape, and the parameters when there are any."""
+    text = "x".join(map(str, shape))
+    return f"{text} ({params:,})" if params else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compare reports with the spec: print a table per input size, exit 1 on any difference."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m common.shapes", description=main.__doc__)
+    p.add_argument("reports", nargs="+", type=Path, help="JSON reports from python -m alexnet_<fw>.model --json")
+    args = p.parse_args(argv)
+    reports = [read_report(path) for path in args.reports]
+    problems = []
+    for resize in sorted({r["resize"] for r in reports}):
+        group = [r for r in reports if r["resize"] == resize]
+        print(table(group), end="\n\n")
+        problems += [f"input {resize}: {problem}" for r in group for problem in compare(r)]
+    for problem in problems:
+        print(f"MISMATCH {problem}", file=sys.stderr)
+    print("all backends match the spec" if not problems else f"{len(problems)} difference(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from common.cli import run_cli
+
+    run_cli(lambda: sys.exit(main()))

@@ -1,0 +1,94 @@
+"""Sessions, one virtual environment per backend (MXNet needs numpy<1.24, so they cannot share one).
+
+Default (what CI runs): lint, common, torch, tf, mxnet, compare_shapes, parity.
+Heavy, on demand: converge and bench (see their docstrings for what they need).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "common", "torch", "tf", "mxnet", "compare_shapes", "parity"]
+nox.options.error_on_missing_interpreters = True
+
+# What each backend's venv holds. CI gets CPU builds: torch==2.13.0 is the CPU wheel this
+# project's CI machine has on disk (set NOX_TORCH to test another build); tensorflow-cpu
+# stands in for tensorflow. A user installs the extras instead: pip install ".[torch]".
+BACKENDS = {
+    "torch": [os.environ.get("NOX_TORCH", "torch==2.13.0"), "-e", ".[test]"],
+    "tf": ["tensorflow-cpu>=2.16", "-e", ".[test]"],
+    "mxnet": ["-e", ".[mxnet,test]"],
+}
+EXCHANGE = Path(".nox") / "_exchange"  # framework-free files passed between the venvs
+
+
+def backend_python(session: nox.Session, backend: str) -> str:
+    """The Python of a backend's venv (.nox/<backend>), made like its test session's when missing."""
+    venv = Path(".nox") / backend
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", *BACKENDS[backend], external=True)
+    return str(python.resolve())
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def common(session: nox.Session) -> None:
+    """The framework-free tests (common/, data files, CLI, runs, weights, comparisons)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "tests/common", *session.posargs)
+
+
+def _backend_tests(session: nox.Session, backend: str) -> None:
+    """Install one backend in this session's venv and run the shared backend tests against it."""
+    session.install(*BACKENDS[backend])
+    session.run("pytest", "tests/backend", "--backend", backend, *session.posargs)
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    """PyTorch backend tests (CPU build)."""
+    _backend_tests(session, "torch")
+
+
+@nox.session
+def tf(session: nox.Session) -> None:
+    """TensorFlow (Keras 3) backend tests (tensorflow-cpu)."""
+    _backend_tests(session, "tf")
+
+
+@nox.session
+def mxnet(session: nox.Session) -> None:
+    """MXNet (Gluon) backend tests (mxnet 1.9.1, numpy<1.24)."""
+    _backend_tests(session, "mxnet")
+
+
+@nox.session
+def compare_shapes(session: nox.Session) -> None:
+    """Each backend reports its layer shapes in its own venv; one table beside the spec, exit 1 on a difference."""
+    session.install("-e", ".")
+    out = EXCHANGE / "shapes"
+    out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for backend in BACKENDS:
+        python = backend_python(session, backend)
+        for resize in (224, 100, 67):
+            proc = subprocess.run([python, "-m", f"alexnet_{backend}.model", "--json", "--resize", str(resize)],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                session.error(f"{backend} could not report its shapes at {resize}: {proc.stderr.strip()}")
+            path = out / f"{backend}-{resize}.json"
+            path.write_text(json.dumps(json.loads(proc.stdout)))
+            reports.append(str(path))
+    session.run("python", "-m", "common.shapes", *reports)

@@ -1,0 +1,52 @@
+"""The one train parser: the book's defaults, documented flags, one-line errors."""
+
+import pytest
+
+from common.cli import hparams_from_args, parse_args, parser
+from common.errors import UserError
+from common.hparams import BOOK
+
+FLAGS = ["--epochs", "--batch-size", "--lr", "--resize", "--train-limit", "--test-limit", "--data-dir",
+         "--device", "--seed", "--out", "--resume", "--force", "--no-progress", "--dry-run"]
+
+
+def test_defaults_are_the_books():
+    hp = hparams_from_args(parse_args("torch", []))
+    assert hp == BOOK
+    assert (hp.lr, hp.batch_size, hp.num_epochs, hp.resize) == (0.01, 128, 10, 224)
+    assert str(parse_args("tf", []).out) == "runs/tf"
+
+
+def test_help_documents_every_flag_with_its_default():
+    text = parser("torch").format_help()
+    for flag in FLAGS:
+        assert flag in text
+    assert "default: 0.01" in text and "default: 224" in text and "python -m alexnet_torch.train" in text
+
+
+@pytest.mark.parametrize("argv, phrase", [
+    (["--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
+    (["--batch-size", "-3"], "--batch-size"),
+    (["--lr", "0"], "expected a number above 0"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "fast"], "got 'fast'"),
+    (["--test-limit", "0"], "--test-limit"),
+    (["--resize", "66"], "smallest valid size is 67"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flags_exit_2_with_one_line(capsys, argv, phrase):
+    with pytest.raises(SystemExit) as e:
+        parse_args("torch", argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and phrase in err and err.count("\n") == 1, err
+
+
+def test_resume_and_force_contradict():
+    with pytest.raises(UserError, match="only one"):
+        parse_args("torch", ["--resume", "--force"])
+
+
+def test_dry_run_is_two_batches_of_one_epoch():
+    args = parse_args("torch", ["--dry-run", "--batch-size", "16", "--epochs", "5"])
+    assert (args.epochs, args.train_limit, args.test_limit) == (1, 32, 16)

@@ -1,0 +1,96 @@
+"""The run directory: no clobbering, atomic checkpoints, exact resume bookkeeping, clear stops."""
+
+import errno
+import json
+import math
+
+import pytest
+
+from common.errors import UserError
+from common.hparams import HParams
+from common.metrics import book_line, epoch_record, estimate, examples_per_sec
+from common.run import Run
+
+HP = HParams(num_epochs=3, resize=67)
+
+
+def record(epoch: int, loss: float = 1.0) -> dict:
+    return epoch_record(epoch, loss, 0.5, 0.6, num_train=100, train_time=2.0, epoch_time=2.5)
+
+
+def write(text: str):
+    return lambda path: path.write_text(text)
+
+
+def test_checkpoints_rotate_and_state_commits_last(tmp_path):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+    run.end_epoch(record(2), write("two"))
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-002.ckpt"]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epoch"] == 2 and state["checkpoint"] == "checkpoint-002.ckpt"
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
+    assert resumed.start_epoch == 2 and resumed.checkpoint.read_text() == "two"
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()])
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, error):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+
+    def half_then_fail(path):
+        path.write_text("partial")
+        raise error
+
+    with pytest.raises(type(error)):
+        run.end_epoch(record(2), half_then_fail)
+    resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
+    assert resumed.start_epoch == 1 and resumed.checkpoint.read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir() if "ckpt" in p.name) == ["checkpoint-001.ckpt"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+    with pytest.raises(UserError, match="became nan in epoch 2.*smaller --lr.*epoch 1 is kept"):
+        run.end_epoch(record(2, loss=math.nan), write("bad"))
+    assert Run(tmp_path, "x", HP, "ckpt", resume=True).checkpoint.read_text() == "one"
+
+
+def test_refusals(tmp_path):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+    with pytest.raises(UserError, match="already holds a run"):
+        Run(tmp_path, "x", HP, "ckpt")
+    with pytest.raises(UserError, match="holds a x run.*neutral"):
+        Run(tmp_path, "y", HP, "ckpt", resume=True)
+    with pytest.raises(UserError, match=r"different settings: lr 0.1 \(the run has 0.01\)"):
+        Run(tmp_path, "x", HParams(num_epochs=3, resize=67, lr=0.1), "ckpt", resume=True)
+    with pytest.raises(UserError, match="nothing to resume"):
+        Run(tmp_path / "empty", "x", HP, "ckpt", resume=True)
+    Run(tmp_path, "x", HP, "ckpt", force=True)
+    assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "state.json").exists()
+
+
+def test_more_epochs_may_be_added_on_resume_but_not_fewer(tmp_path):
+    run = Run(tmp_path, "x", HParams(num_epochs=1, resize=67), "ckpt")
+    run.end_epoch(record(1), write("one"))
+    with pytest.raises(UserError, match="has done its 1 epochs"):
+        Run(tmp_path, "x", HParams(num_epochs=1, resize=67), "ckpt", resume=True)
+    assert Run(tmp_path, "x", HP, "ckpt", resume=True).start_epoch == 1
+
+
+def test_interrupt_message_says_how_to_continue(tmp_path):
+    run = Run(tmp_path, "torch", HP, "pt")
+    run.end_epoch(record(1), write("one"))
+    assert "epoch 1 is kept" in str(run.interrupted())
+    assert f"python -m alexnet_torch.train --out {tmp_path} --resume" in str(run.interrupted())
+
+
+def test_book_line_and_throughput():
+    history = [record(1), epoch_record(2, 0.25, 0.9, 0.875, num_train=100, train_time=6.0, epoch_time=7)]
+    assert examples_per_sec(history) == 25.0  # 200 images in 8 s of training
+    assert book_line(history, "cpu") == "loss 0.250, train acc 0.900, test acc 0.875, 25.0 examples/sec on cpu"
+    assert estimate(20.0, 60_000, 10_000, 10) == pytest.approx(10 * (60_000 + 10_000 / 3) / 20)
