@@ -92,3 +92,30 @@ def compare_shapes(session: nox.Session) -> None:
             path.write_text(json.dumps(json.loads(proc.stdout)))
             reports.append(str(path))
     session.run("python", "-m", "common.shapes", *reports)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Same weights, same batch: resized pixels, logits, loss and one SGD step agree across backends,
+    and weights trained briefly in each backend give the same test accuracy in all three."""
+    session.install("-e", ".[test]")
+    work = EXCHANGE / "parity"
+    session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r}, ignore_errors=True)")
+    session.run("python", "-m", "tests.parity_check", "make", "--dir", str(work))
+    pythons = {backend: backend_python(session, backend) for backend in BACKENDS}
+    for backend, python in pythons.items():
+        for resize in (224, 67):
+            session.run(python, "-m", "tests.parity_worker", "step", "--backend", backend, "--resize",
+                        str(resize), "--case", str(work / f"case-{resize}.safetensors"),
+                        "--out", str(work / f"{backend}-{resize}.safetensors"), external=True)
+        session.run(python, "-m", f"alexnet_{backend}.train", "--data-dir", str(work / "data"),
+                    "--resize", "67", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
+                    "--out", str(work / f"train-{backend}"), "--no-progress", external=True)
+    for trainer in pythons:
+        for backend, python in pythons.items():
+            session.run(python, "-m", "tests.parity_worker", "evaluate", "--backend", backend,
+                        "--resize", "67", "--weights", str(work / f"train-{trainer}" / "weights.safetensors"),
+                        "--data", str(work / "data"), "--out", str(work / f"eval-{trainer}-{backend}.json"),
+                        external=True, silent=True)
+    session.run("python", "-m", "tests.parity_check", "compare", "--dir", str(work),
+                "--backends", *pythons)

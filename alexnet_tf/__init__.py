@@ -1,8 +1,27 @@
 """The book's AlexNet in TensorFlow (Keras 3): model.py, data.py, train.py."""
 
 import os
+import sys
 
-# Before anything imports TensorFlow: keep its C++ start-up chatter (oneDNN, CUDA probing) off
-# stderr, so that a bad command line prints exactly one line.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 os.environ["KERAS_BACKEND"] = "tensorflow"  # this package is the TensorFlow backend, whatever the shell says
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr muted, so that a bad command line prints exactly one line.
+
+    TensorFlow 2.21 logs through absl before absl is initialised, and such lines (the oneDNN
+    note, CUDA probing) ignore TF_CPP_MIN_LOG_LEVEL; an import error still propagates.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()

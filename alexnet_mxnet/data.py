@@ -1,0 +1,70 @@
+"""Fashion-MNIST for MXNet: held on the device as uint8, resized per minibatch there."""
+
+import mxnet as mx
+import numpy as np
+from mxnet import npx
+
+from common.batches import epoch_order, num_batches
+from common.fashion_mnist import FashionMNIST
+
+npx.set_np()
+
+# ---- Resizing on the device ----
+
+
+def resize_batch(X: mx.np.ndarray, resize: int) -> mx.np.ndarray:
+    """uint8 images (B, 28, 28) to float32 (B, 1, resize, resize) in [0, 1], bilinear."""
+    X = mx.np.expand_dims(X.astype(np.float32) / 255, 1)  # (B, 1, 28, 28)
+    # BilinearResize2D is a legacy operator: it takes mx.nd arrays (as_nd_ndarray() shares the memory).
+    # align_corners=False samples at pixel centres, like PyTorch's F.interpolate(align_corners=False).
+    X = mx.nd.contrib.BilinearResize2D(X.as_nd_ndarray(), height=resize, width=resize, align_corners=False)
+    return X.as_np_ndarray()  # (B, 1, 224, 224)
+
+
+def preprocess(images: np.ndarray, resize: int, device: mx.Context) -> np.ndarray:
+    """uint8 images (B, 28, 28) to the network's float32 input (B, 1, resize, resize), as NumPy."""
+    return resize_batch(mx.np.array(images, dtype=np.uint8, ctx=device), resize).asnumpy()
+
+
+# ---- Minibatches ----
+
+
+class DataIter:
+    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
+                 device: mx.Context, shuffle: bool, seed: int):
+        self.images = mx.np.array(images, dtype=np.uint8, ctx=device)  # (N, 28, 28), 47 MB for all of train
+        self.labels = mx.np.array(labels, dtype=np.int64, ctx=device)  # (N,)
+        self.batch_size, self.resize, self.device = batch_size, resize, device
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in one pass."""
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return num_batches(self.num_examples, self.batch_size)
+
+    def __iter__(self):
+        order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        order = mx.np.array(order, dtype=np.int64, ctx=self.device)
+        for i in range(0, self.num_examples, self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield resize_batch(self.images[idx], self.resize), self.labels[idx]
+
+
+# ---- Loading ----
+
+
+def load_data_fashion_mnist(data: FashionMNIST, batch_size: int, resize: int,
+                            device: mx.Context, seed: int = 0) -> tuple[DataIter, DataIter]:
+    """The training iterator (shuffled per epoch) and the test iterator (in order)."""
+    train_iter = DataIter(data.train_images, data.train_labels, batch_size, resize, device, True, seed)
+    test_iter = DataIter(data.test_images, data.test_labels, batch_size, resize, device, False, seed)
+    return train_iter, test_iter
