@@ -48,7 +48,7 @@ def device_name(device: str) -> str:
 
 def accuracy(y_hat: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """The number of correct predictions, as a tensor (no sync with the device)."""
-    return tf.reduce_sum(tf.cast(tf.argmax(y_hat, axis=1) == tf.cast(y, tf.int64), tf.float32))
+    return tf.reduce_sum(tf.cast(tf.argmax(y_hat, axis=1, output_type=y.dtype) == y, tf.float32))
 
 
 @tf.function(reduce_retracing=True)
@@ -130,7 +130,7 @@ def train(net: keras.Sequential, train_iter: DataIter, test_iter: DataIter, run:
         test_acc = evaluate_accuracy(net, test_iter)
         record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
                               train_time, time.perf_counter() - start)
-        run.end_epoch(record, lambda path: save_checkpoint(path, net, trainer, epoch))
+        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
 
 
 # ---- Checkpoints ----

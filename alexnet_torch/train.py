@@ -1,6 +1,7 @@
 """Train the book's AlexNet on Fashion-MNIST with PyTorch: `python -m alexnet_torch.train --help`."""
 
 import copy
+import pickle
 import time
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def train_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: nn.Module
     """One minibatch SGD step; returns the summed loss and the number correct."""
     trainer.zero_grad()
     y_hat = net(X)  # (B, 10)
-    l = loss(y_hat, y)  # noqa: E741 - the book's name for the loss value
+    l = loss(y_hat, y)
     l.backward()
     trainer.step()
     return l.detach() * X.shape[0], accuracy(y_hat.detach(), y)
@@ -119,7 +120,7 @@ def train(net: nn.Module, train_iter: DataIter, test_iter: DataIter, run: Run,
         test_acc = evaluate_accuracy(net, test_iter)
         record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
                               train_time, time.perf_counter() - start)
-        run.end_epoch(record, lambda path: save_checkpoint(path, net, trainer, epoch))
+        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
 
 
 # ---- Checkpoints ----
@@ -136,6 +137,9 @@ def load_checkpoint(path: Path, net: nn.Module, trainer: torch.optim.Optimizer) 
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state["net"])
         trainer.load_state_dict(state["trainer"])
+    except pickle.UnpicklingError:
+        raise UserError(f"cannot load checkpoint {path}: it holds more than tensors, and loading it "
+                        f"could run code (refused); start a new run with --force") from None
     except (OSError, RuntimeError, KeyError, EOFError) as e:
         raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0]}): "
                         f"start a new run with --force") from None

@@ -53,7 +53,7 @@ def read_report(path: Path) -> dict:
     """Read a report JSON file, with a clear error for a missing or malformed one."""
     try:
         report = json.loads(Path(path).read_text())
-        report["backend"], report["resize"], report["layers"]  # noqa: B018 - required keys
+        report["backend"], report["resize"], report["layers"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path} is not a layer-shape report ({e}): regenerate it with "
                         f"python -m alexnet_<fw>.model --json") from None

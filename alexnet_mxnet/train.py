@@ -1,0 +1,206 @@
+"""Train the book's AlexNet on Fashion-MNIST with MXNet: `python -m alexnet_mxnet.train --help`."""
+
+import time
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, npx
+from mxnet.gluon import nn
+
+from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
+from alexnet_mxnet.model import alexnet, get_weights
+from common import fashion_mnist
+from common.batches import epoch_seed
+from common.cli import hparams_from_args, parse_args, run_cli
+from common.errors import UserError
+from common.metrics import epoch_record, estimate, estimate_line, progress, versions
+from common.run import Run
+from common.spec import num_params
+from common.weights import save_weights
+
+npx.set_np()
+
+BACKEND = "mxnet"
+CKPT_EXT = "params"
+
+# ---- Device ----
+
+
+def _gpu_works() -> bool:
+    """Whether MXNet can compute on GPU 0: a CUDA build of MXNet, a driver and a device."""
+    try:
+        if mx.context.num_gpus() == 0:
+            return False
+        mx.np.zeros(1, ctx=mx.gpu(0)).wait_to_read()
+        return True
+    except mx.base.MXNetError:  # e.g. a CUDA build without a driver
+        return False
+
+
+def get_device(name: str) -> mx.Context:
+    """`auto`: a GPU if there is one, else the CPU; `gpu`: a GPU or a clear error."""
+    if name in ("auto", "gpu") and _gpu_works():
+        return mx.gpu(0)
+    if name == "gpu":
+        raise UserError("--device gpu: MXNet sees no usable GPU (a CPU build of MXNet, or no CUDA "
+                        "device): use --device cpu, or install a CUDA build (e.g. mxnet-cu112) on a "
+                        "machine with a GPU")
+    return mx.cpu()
+
+
+def device_name(device: mx.Context) -> str:
+    """The device as the book prints it: cpu(0) or gpu(0)."""
+    return str(device)
+
+
+# ---- Evaluation ----
+
+
+def accuracy(y_hat: mx.np.ndarray, y: mx.np.ndarray) -> mx.np.ndarray:
+    """The number of correct predictions, as an array (no sync with the device)."""
+    return (y_hat.argmax(axis=1) == y).sum()
+
+
+def evaluate_accuracy(net: nn.HybridSequential, data_iter: DataIter) -> float:
+    """Accuracy of `net` on a whole split, dropout off."""
+    correct = mx.np.zeros((), dtype=np.int64, ctx=data_iter.device)
+    for X, y in data_iter:  # outside autograd.record() Gluon predicts: dropout is off
+        correct += accuracy(net(X), y)
+    return correct.item() / data_iter.num_examples
+
+
+# ---- One training step ----
+
+
+def train_step(net: nn.HybridSequential, X: mx.np.ndarray, y: mx.np.ndarray, loss: gluon.loss.Loss,
+               trainer: gluon.Trainer, train_mode: bool = True) -> tuple[mx.np.ndarray, mx.np.ndarray]:
+    """One minibatch SGD step; returns the summed loss and the number correct."""
+    with autograd.record(train_mode=train_mode):  # train_mode=False: the same step with dropout off
+        y_hat = net(X)  # (B, 10)
+        l = loss(y_hat, y)  # (B,): one loss per example
+    l.backward()
+    trainer.step(X.shape[0])  # divides the summed gradient by this batch's size: the last one too
+    return l.sum(), accuracy(y_hat, y)
+
+
+def sgd_step(net: nn.HybridSequential, X: np.ndarray, y: np.ndarray, lr: float,
+             dropout: bool = True) -> float:
+    """One SGD step on NumPy data; returns the mean loss before the step (tests and parity)."""
+    device = net.collect_params().list_ctx()[0]
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    X, y = mx.np.array(X, dtype=np.float32, ctx=device), mx.np.array(y, dtype=np.int64, ctx=device)
+    l, _ = train_step(net, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, train_mode=dropout)
+    return l.item() / len(y)
+
+
+# ---- The training loop ----
+
+
+def train_epoch(net: nn.HybridSequential, train_iter: DataIter, loss: gluon.loss.Loss,
+                trainer: gluon.Trainer, bar) -> tuple[float, float, float]:
+    """One pass over the training data: mean loss, accuracy and seconds."""
+    metric = mx.np.zeros(2, ctx=train_iter.device)  # summed loss, number correct
+    start = time.perf_counter()
+    for X, y in train_iter:
+        l, correct = train_step(net, X, y, loss, trainer)
+        metric += mx.np.stack([l, correct.astype(np.float32)])
+        bar.update(len(y))
+    npx.waitall()  # MXNet computes asynchronously: wait for the last step before reading the clock
+    train_l, train_correct = metric.tolist()
+    n = train_iter.num_examples
+    return train_l / n, train_correct / n, time.perf_counter() - start
+
+
+def train(net: nn.HybridSequential, train_iter: DataIter, test_iter: DataIter, run: Run,
+          trainer: gluon.Trainer, no_progress: bool = False) -> None:
+    """Train for the run's remaining epochs, checkpointing after each."""
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    hp = run.hparams
+    for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
+        mx.random.seed(epoch_seed(hp.seed, epoch))  # dropout, repeatable on resume
+        train_iter.set_epoch(epoch)
+        start = time.perf_counter()
+        with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
+            train_l, train_acc, train_time = train_epoch(net, train_iter, loss, trainer, bar)
+        test_acc = evaluate_accuracy(net, test_iter)
+        record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
+                              train_time, time.perf_counter() - start)
+        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
+
+
+# ---- Checkpoints ----
+
+
+def save_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer, epoch: int) -> None:
+    """Write the network's parameters and the epoch (the run directory makes it atomic)."""
+    # Plain SGD (no momentum) keeps no optimizer state; the learning rate is in the run's settings.
+    net.save_parameters(str(path))  # Gluon's format: arrays only, named 0.weight, 0.bias, ...
+    npx.save(str(path), {**npx.load(str(path)), "epoch": mx.np.array([epoch])})
+
+
+def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer) -> int:
+    """Restore a checkpoint safely (arrays only, nothing unpickled) and return its epoch."""
+    try:
+        net.load_parameters(str(path), ctx=net.collect_params().list_ctx(), ignore_extra=True)
+        epoch = int(npx.load(str(path))["epoch"].item())
+    except (OSError, ValueError, KeyError, AssertionError, mx.base.MXNetError) as e:
+        raise UserError(f"cannot load checkpoint {path} ({str(e).strip().splitlines()[0]}): "
+                        f"start a new run with --force") from None
+    return epoch
+
+
+# ---- Time estimate ----
+
+
+def probe_speed(net: nn.HybridSequential, resize: int, batch_size: int, device: mx.Context) -> float:
+    """Training images/s, timed on a fresh network of the same shape with a small random batch."""
+    probe = alexnet(resize, device)  # not `net`: the probe's step must not change the run's weights
+    trainer = gluon.Trainer(probe.collect_params(), "sgd", {"learning_rate": 0.0})
+    X = mx.np.random.uniform(size=(min(batch_size, 16), 1, resize, resize), ctx=device)
+    y = mx.np.zeros(len(X), dtype=np.int64, ctx=device)
+    train_step(probe, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer)  # warm-up
+    npx.waitall()
+    start = time.perf_counter()
+    train_step(probe, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer)
+    npx.waitall()
+    return len(X) / (time.perf_counter() - start)
+
+
+# ---- Main ----
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train with the book's settings (or the flags'), print the book's line, write the run."""
+    args = parse_args(BACKEND, argv)
+    hp = hparams_from_args(args)
+    device = get_device(args.device)
+    data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
+    run = Run(args.out, BACKEND, hp, CKPT_EXT, resume=args.resume, force=args.force)
+    print(fashion_mnist.describe(data))
+    print(f"training on {device_name(device)}, writing to {run.out}")
+    mx.random.seed(hp.seed)
+    net = alexnet(hp.resize, device)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr})
+    if run.checkpoint:
+        load_checkpoint(run.checkpoint, net, trainer)
+        print(f"resuming after epoch {run.start_epoch}")
+    if device.device_type == "cpu":
+        speed = probe_speed(net, hp.resize, hp.batch_size, device)
+        seconds = estimate(speed, len(data.train_labels), len(data.test_labels),
+                           hp.num_epochs - run.start_epoch)
+        if seconds > 600:
+            print(estimate_line(seconds, speed, "this CPU", hp.num_epochs - run.start_epoch))
+    train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
+    try:
+        train(net, train_iter, test_iter, run, trainer, args.no_progress)
+    except KeyboardInterrupt:
+        raise run.interrupted() from None
+    save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
+    extra = {"versions": versions("mxnet", mx.__version__), "params": num_params(hp.resize),
+             "data": fashion_mnist.describe(data)}
+    print(run.finish(device_name(device), extra))
+
+
+if __name__ == "__main__":
+    run_cli(main)
