@@ -119,3 +119,54 @@ def parity(session: nox.Session) -> None:
                         external=True, silent=True)
     session.run("python", "-m", "tests.parity_check", "compare", "--dir", str(work),
                 "--backends", *pythons)
+
+
+def _has_gpu(python: str) -> bool:
+    """Whether PyTorch in this venv sees a CUDA GPU."""
+    probe = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() == "True"
+
+
+@nox.session
+def converge(session: nox.Session) -> None:
+    """Training converges. Needs the real Fashion-MNIST (see README). With a CUDA GPU: the book's
+    full run (10 epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87 (TensorFlow and
+    MXNet join where their venvs see the GPU). Without one: a reduced run in all three backends
+    (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that must reach test acc >= 0.6
+    (chance is 0.1), about 15 minutes on 2 CPU cores. Either way the loss must fall."""
+    session.install("-e", ".")
+    out = EXCHANGE / "converge"
+    gpu = _has_gpu(backend_python(session, "torch"))
+    if gpu:
+        runs, flags, min_acc = ["torch"], [], "0.87"
+    else:
+        session.log("no CUDA GPU: running the reduced CPU check in all three backends")
+        runs, min_acc = list(BACKENDS), "0.6"
+        flags = ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000", "--epochs", "4",
+                 "--batch-size", "64", "--lr", "0.03"]
+    for backend in runs:
+        session.run(backend_python(session, backend), "-m", f"alexnet_{backend}.train", *flags,
+                    "--out", str(out / backend), "--force", "--no-progress", external=True)
+    session.run("python", "-m", "common.report", "converge", "--min-acc", min_acc,
+                *[str(out / b) for b in runs])
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Training and evaluation images/s per backend and batch size (32 to 256) at 224, on the GPU
+    when there is one, and the book's own data path (4 loader workers, PIL resize per image) as
+    the reference. On 2 CPU cores this takes about 15 minutes. Pass --steps N after -- to change
+    the timed steps."""
+    session.install("-e", ".")
+    results = EXCHANGE / "bench.jsonl"
+    results.unlink(missing_ok=True)
+    steps = session.posargs or ["--steps", "3"]
+    for backend in BACKENDS:
+        python = backend_python(session, backend)
+        for batch_size in ("32", "64", "128", "256"):
+            session.run(python, "-m", f"alexnet_{backend}.bench", "--batch-size", batch_size, *steps,
+                        "--json", str(results), external=True)
+    session.run(backend_python(session, "torch"), "-m", "alexnet_torch.bench_book", *steps,
+                "--json", str(results), external=True)
+    session.run("python", "-m", "common.report", "bench", str(results))

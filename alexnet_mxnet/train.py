@@ -14,7 +14,7 @@ from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
 from common.errors import UserError
-from common.metrics import epoch_record, estimate, estimate_line, progress, versions
+from common.metrics import epoch_record, estimate, estimate_line, long_run, progress, versions
 from common.run import Run
 from common.spec import num_params
 from common.weights import save_weights
@@ -65,8 +65,12 @@ def accuracy(y_hat: mx.np.ndarray, y: mx.np.ndarray) -> mx.np.ndarray:
 def evaluate_accuracy(net: nn.HybridSequential, data_iter: DataIter) -> float:
     """Accuracy of `net` on a whole split, dropout off."""
     correct = mx.np.zeros((), dtype=np.int64, ctx=data_iter.device)
+    queued = mx.np.zeros(())  # the previous batch's count (see train_epoch)
     for X, y in data_iter:  # outside autograd.record() Gluon predicts: dropout is off
-        correct += accuracy(net(X), y)
+        n = accuracy(net(X), y)
+        correct += n
+        queued.wait_to_read()
+        queued = n
     return correct.item() / data_iter.num_examples
 
 
@@ -102,9 +106,14 @@ def train_epoch(net: nn.HybridSequential, train_iter: DataIter, loss: gluon.loss
     """One pass over the training data: mean loss, accuracy and seconds."""
     metric = mx.np.zeros(2, ctx=train_iter.device)  # summed loss, number correct
     start = time.perf_counter()
+    queued = mx.np.zeros(())  # the previous step's loss
     for X, y in train_iter:
         l, correct = train_step(net, X, y, loss, trainer)
         metric += mx.np.stack([l, correct.astype(np.float32)])
+        # MXNet runs the steps asynchronously; let it queue one step ahead, no further, so that
+        # the bar shows work done and Ctrl-C is not held up until the whole epoch has run.
+        queued.wait_to_read()
+        queued = l
         bar.update(len(y))
     npx.waitall()  # MXNet computes asynchronously: wait for the last step before reading the clock
     train_l, train_correct = metric.tolist()
@@ -145,7 +154,8 @@ def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer
         net.load_parameters(str(path), ctx=net.collect_params().list_ctx(), ignore_extra=True)
         epoch = int(npx.load(str(path))["epoch"].item())
     except (OSError, ValueError, KeyError, AssertionError, mx.base.MXNetError) as e:
-        raise UserError(f"cannot load checkpoint {path} ({str(e).strip().splitlines()[0]}): "
+        cause = str(e).strip().splitlines()[-1]  # MXNet's messages end with the cause, after its traceback
+        raise UserError(f"cannot load checkpoint {path} ({cause}): "
                         f"start a new run with --force") from None
     return epoch
 
@@ -154,17 +164,17 @@ def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer
 
 
 def probe_speed(net: nn.HybridSequential, resize: int, batch_size: int, device: mx.Context) -> float:
-    """Training images/s, timed on a fresh network of the same shape with a small random batch."""
-    probe = alexnet(resize, device)  # not `net`: the probe's step must not change the run's weights
+    """Training images/s, timed on a network of the same shape with one random minibatch."""
+    probe = alexnet(resize, device)  # a fresh one, not a copy: the speed does not depend on the weights
     trainer = gluon.Trainer(probe.collect_params(), "sgd", {"learning_rate": 0.0})
-    X = mx.np.random.uniform(size=(min(batch_size, 16), 1, resize, resize), ctx=device)
-    y = mx.np.zeros(len(X), dtype=np.int64, ctx=device)
+    X = mx.np.random.uniform(size=(batch_size, 1, resize, resize), ctx=device)
+    y = mx.np.zeros(batch_size, dtype=np.int64, ctx=device)
     train_step(probe, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer)  # warm-up
     npx.waitall()
     start = time.perf_counter()
     train_step(probe, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer)
     npx.waitall()
-    return len(X) / (time.perf_counter() - start)
+    return batch_size / (time.perf_counter() - start)
 
 
 # ---- Main ----
@@ -185,12 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     if run.checkpoint:
         load_checkpoint(run.checkpoint, net, trainer)
         print(f"resuming after epoch {run.start_epoch}")
-    if device.device_type == "cpu":
+    epochs_left = hp.num_epochs - run.start_epoch
+    if device.device_type == "cpu" and long_run(hp, len(data.train_labels), epochs_left):
         speed = probe_speed(net, hp.resize, hp.batch_size, device)
-        seconds = estimate(speed, len(data.train_labels), len(data.test_labels),
-                           hp.num_epochs - run.start_epoch)
-        if seconds > 600:
-            print(estimate_line(seconds, speed, "this CPU", hp.num_epochs - run.start_epoch))
+        seconds = estimate(speed, len(data.train_labels), len(data.test_labels), epochs_left)
+        print(estimate_line(seconds, speed, "this CPU", epochs_left))
     train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
     try:
         train(net, train_iter, test_iter, run, trainer, args.no_progress)

@@ -15,7 +15,7 @@ from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
 from common.errors import UserError
-from common.metrics import epoch_record, estimate, estimate_line, progress, versions
+from common.metrics import epoch_record, estimate, estimate_line, long_run, progress, versions
 from common.run import Run
 from common.spec import num_params
 from common.weights import save_weights
@@ -150,15 +150,15 @@ def load_checkpoint(path: Path, net: nn.Module, trainer: torch.optim.Optimizer) 
 
 
 def probe_speed(net: nn.Module, resize: int, batch_size: int, device: torch.device) -> float:
-    """Training images/s, timed on a copy of the network with a small random batch."""
+    """Training images/s, timed on a copy of the network with one random minibatch."""
     probe = copy.deepcopy(net).train()
     trainer = torch.optim.SGD(probe.parameters(), lr=0.0)
-    X = torch.rand(min(batch_size, 16), 1, resize, resize, device=device)
-    y = torch.zeros(len(X), dtype=torch.long, device=device)
+    X = torch.rand(batch_size, 1, resize, resize, device=device)
+    y = torch.zeros(batch_size, dtype=torch.long, device=device)
     train_step(probe, X, y, nn.CrossEntropyLoss(), trainer)  # warm-up
     start = time.perf_counter()
     train_step(probe, X, y, nn.CrossEntropyLoss(), trainer)[0].item()
-    return len(X) / (time.perf_counter() - start)
+    return batch_size / (time.perf_counter() - start)
 
 
 # ---- Main ----
@@ -179,12 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     if run.checkpoint:
         load_checkpoint(run.checkpoint, net, trainer)
         print(f"resuming after epoch {run.start_epoch}")
-    if device.type == "cpu":
+    epochs_left = hp.num_epochs - run.start_epoch
+    if device.type == "cpu" and long_run(hp, len(data.train_labels), epochs_left):
         speed = probe_speed(net, hp.resize, hp.batch_size, device)
-        seconds = estimate(speed, len(data.train_labels), len(data.test_labels),
-                           hp.num_epochs - run.start_epoch)
-        if seconds > 600:
-            print(estimate_line(seconds, speed, "this CPU", hp.num_epochs - run.start_epoch))
+        seconds = estimate(speed, len(data.train_labels), len(data.test_labels), epochs_left)
+        print(estimate_line(seconds, speed, "this CPU", epochs_left))
     train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
     try:
         train(net, train_iter, test_iter, run, trainer, args.no_progress)

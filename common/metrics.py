@@ -10,6 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from common.atomic import atomic_write_bytes, atomic_write_text
+from common.hparams import HParams
+from common.spec import forward_flops
 
 
 def epoch_record(epoch: int, loss: float, train_acc: float, test_acc: float,
@@ -44,6 +46,11 @@ def progress(total: int, epoch: int, num_epochs: int, disable: bool) -> tqdm:
     """A progress bar over training images: images/s and time left for this epoch."""
     return tqdm(total=total, desc=f"epoch {epoch}/{num_epochs}", unit="img", unit_scale=True,
                 leave=False, disable=disable, dynamic_ncols=True)
+
+
+def long_run(hparams: HParams, num_train: int, num_epochs: int, cpu_flops: float = 2e11) -> bool:
+    """Whether a run would take more than ten minutes even on a fast CPU (worth a timed probe)."""
+    return num_epochs * num_train * 3 * forward_flops(hparams.resize) / cpu_flops > 600
 
 
 def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: int) -> float:
