@@ -78,14 +78,25 @@ def evaluate_accuracy(net: nn.HybridSequential, data_iter: DataIter) -> float:
 
 
 def train_step(net: nn.HybridSequential, X: mx.np.ndarray, y: mx.np.ndarray, loss: gluon.loss.Loss,
-               trainer: gluon.Trainer, train_mode: bool = True) -> tuple[mx.np.ndarray, mx.np.ndarray]:
+               trainer: gluon.Trainer) -> tuple[mx.np.ndarray, mx.np.ndarray]:
     """One minibatch SGD step; returns the summed loss and the number correct."""
-    with autograd.record(train_mode=train_mode):  # train_mode=False: the same step with dropout off
+    with autograd.record():  # train mode: dropout on
         y_hat = net(X)  # (B, 10)
         l = loss(y_hat, y)  # (B,): one loss per example
     l.backward()
     trainer.step(X.shape[0])  # divides the summed gradient by this batch's size: the last one too
     return l.sum(), accuracy(y_hat, y)
+
+
+def _without_dropout(net: nn.HybridSequential) -> nn.HybridSequential:
+    """The same layers and parameters without the dropouts: the predict-mode network, to train.
+
+    Not autograd.record(train_mode=False): after a predict-mode forward pass, MXNet 1.9.1's oneDNN
+    max-pooling has kept no argmax workspace, and its backward pass returns wrong gradients.
+    """
+    layers = nn.HybridSequential()
+    layers.add(*[layer for layer in net if not isinstance(layer, nn.Dropout)])
+    return layers
 
 
 def sgd_step(net: nn.HybridSequential, X: np.ndarray, y: np.ndarray, lr: float,
@@ -94,7 +105,9 @@ def sgd_step(net: nn.HybridSequential, X: np.ndarray, y: np.ndarray, lr: float,
     device = net.collect_params().list_ctx()[0]
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
     X, y = mx.np.array(X, dtype=np.float32, ctx=device), mx.np.array(y, dtype=np.int64, ctx=device)
-    l, _ = train_step(net, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, train_mode=dropout)
+    if not dropout:
+        net = _without_dropout(net)  # predict mode's network, trained in train mode
+    l, _ = train_step(net, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer)
     return l.item() / len(y)
 
 

