@@ -34,8 +34,8 @@ class DataIter:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: mx.Context, shuffle: bool, seed: int):
-        self.images = mx.np.array(images, dtype=np.uint8, ctx=device)  # (N, 28, 28), 47 MB for all of train
-        self.labels = mx.np.array(labels, dtype=np.int64, ctx=device)  # (N,)
+        self.images = mx.np.array(images, dtype=np.uint8, ctx=device)  # (N, 28, 28) uint8, 47 MB for all of train
+        self.labels = mx.np.array(labels, dtype=np.int64, ctx=device)  # (N,) int64
         self.batch_size, self.resize, self.device = batch_size, resize, device
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
 
