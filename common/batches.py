@@ -18,3 +18,8 @@ def num_batches(num_examples: int, batch_size: int) -> int:
 def epoch_seed(seed: int, epoch: int) -> int:
     """The framework seed for one epoch's dropout, so that a resumed run repeats it exactly."""
     return int(np.random.default_rng([seed, epoch, 1]).integers(2**31 - 1))
+
+
+def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Replica `rank`'s share of one global minibatch: a contiguous slice, sizes differing by at most 1."""
+    return np.array_split(idx, world)[rank]

@@ -82,6 +82,9 @@ def parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="overwrite a finished or different run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--devices", type=positive_int, default=1,
+                   help="data-parallel replicas, each taking an equal share of every minibatch: GPUs, "
+                        "or CPU processes/devices (PyTorch: launch with torchrun, see README)")
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch on two batches, to check the set-up quickly")
     return p

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = {"torch": "PyTorch", "tf": "TensorFlow (Keras 3)", "mxnet": "MXNet (Gluon)"}
-FILES = ("model.py", "data.py", "train.py", "bench.py")
+FILES = ("model.py", "data.py", "train.py", "parallel.py", "bench.py")
 SECTION = re.compile(r"^# ---- (.+?) ----$")
 PREAMBLE = "(imports)"
 

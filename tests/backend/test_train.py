@@ -1,6 +1,7 @@
 """Each backend's data pipeline and training step, checked against NumPy references."""
 
 import numpy as np
+import pytest
 
 from common.batches import epoch_order
 from common.fashion_mnist import load
@@ -43,3 +44,20 @@ def test_one_sgd_step_lowers_the_loss(fw):
     assert abs(before - expected) < 1e-4 * expected
     after = cross_entropy(fw.model.predict(net, X), y)
     assert after < before - 1e-4
+
+
+def test_each_gradient_is_the_slope_of_the_loss(fw):
+    """A first-order check per tensor: stepping one tensor by its SGD update -lr*g lowers the loss
+    by about lr*|g|^2, as measured through predict(); a wrong gradient in any layer shows here."""
+    images, labels = make_split(16, seed=9)
+    X, y = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu")), labels.astype(np.int64)
+    net, lr = fw.model.alexnet(MIN_RESIZE), 0.1
+    before = fw.model.get_weights(net)
+    loss0 = fw.train.sgd_step(net, X, y, lr=lr, dropout=False)
+    after = fw.model.get_weights(net)
+    probe = fw.model.alexnet(MIN_RESIZE)
+    for name in ("conv1.weight", "conv2.weight", "conv5.weight", "dense1.weight", "dense3.weight"):
+        fw.model.set_weights(probe, {**before, name: after[name]})
+        actual = loss0 - cross_entropy(fw.model.predict(probe, X), y)
+        predicted = float(np.sum((after[name].astype(np.float64) - before[name]) ** 2)) / lr
+        assert actual == pytest.approx(predicted, rel=0.1), name
