@@ -33,7 +33,7 @@ def backend_python(session: nox.Session, backend: str) -> str:
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
         session.run(str(python), "-m", "pip", "install", "-q", *BACKENDS[backend], external=True)
-    return str(python.resolve())
+    return str(python.absolute())  # not resolve(): the venv python is a symlink to the base one
 
 
 @nox.session
