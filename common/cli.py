@@ -1,6 +1,7 @@
 """The one argument parser every `python -m alexnet_<fw>.train` uses, and one-line errors."""
 
 import argparse
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -28,7 +29,7 @@ def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not value >= minimum:  # also refuses nan
+        if not (value >= minimum and math.isfinite(value)):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 

@@ -101,6 +101,7 @@ def plot_curves(path: Path, history: list[dict], num_epochs: int, title: str) ->
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
@@ -108,6 +109,7 @@ def plot_curves(path: Path, history: list[dict], num_epochs: int, title: str) ->
     ax.plot(epochs, [r["train_acc"] for r in history], "m--", label="train acc")
     ax.plot(epochs, [r["test_acc"] for r in history], "g-.", label="test acc")
     ax.set(xlabel="epoch", xlim=(1, max(num_epochs, 2)), title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True)
     ax.legend()
     buf = io.BytesIO()

@@ -121,10 +121,11 @@ class Run:
 
     def interrupted(self) -> Interrupted:
         """The error to raise on Ctrl-C or SIGTERM, naming what was kept and how to go on."""
-        kept = (f"the checkpoint of epoch {self.start_epoch} is kept" if self.history
-                else "no epoch had finished, so there is no checkpoint yet")
-        return Interrupted(f"interrupted: {kept} in {self.out}; continue with "
-                           f"python -m alexnet_{self.backend}.train --out {self.out} --resume "
+        if not self.history:
+            return Interrupted(f"interrupted before the first epoch ended, so nothing was saved in "
+                               f"{self.out}; run the same command again to start over")
+        return Interrupted(f"interrupted: the checkpoint of epoch {self.start_epoch} is kept in {self.out}; "
+                           f"continue with python -m alexnet_{self.backend}.train --out {self.out} --resume "
                            f"(and the same settings)")
 
     def finish(self, device: str, extra: dict) -> str:

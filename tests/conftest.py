@@ -43,5 +43,6 @@ def tiny_data(tmp_path: Path) -> Path:
 def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never find or download the real dataset by accident."""
     monkeypatch.delenv("ALEXNET_DATA", raising=False)
+    monkeypatch.setenv("ALEXNET_MIRROR", "http://127.0.0.1:9/")  # the discard port: refused at once
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr("common.fashion_mnist.SYSTEM_DIR", tmp_path / "no-system-data")

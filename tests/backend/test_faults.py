@@ -1,5 +1,6 @@
 """Runs that go wrong end cleanly: interrupts, divergence, hostile or broken files."""
 
+import gzip
 import json
 import pickle
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from common.errors import UserError
@@ -59,3 +61,42 @@ def test_a_corrupt_state_file_is_refused(fw, tiny_data, tmp_path):
     (out / "state.json").write_text('{"backend": ')
     with pytest.raises(UserError, match="state.json is corrupt"):
         train(fw, tiny_data, out, "--epochs", "2", "--train-limit", "64", "--resume")
+
+
+def _idx(array: np.ndarray, dtype: int = 0x08) -> bytes:
+    return bytes([0, 0, dtype, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.tobytes()
+
+
+DATA_FAULTS = {
+    "truncated gzip": ("train-images-idx3-ubyte.gz", lambda b: gzip.compress(b)[:-30], "truncated"),
+    "not gzip": ("train-images-idx3-ubyte.gz", lambda b: b"<html>not found</html>", "not a valid gzip"),
+    "wrong magic": ("train-labels-idx1-ubyte", lambda b: b"\x01" + b[1:], "bad magic"),
+    "wrong dtype": ("train-labels-idx1-ubyte", lambda b: b[:2] + b"\x0d" + b[3:], "type 0x0d"),
+    "wrong image size": ("t10k-images-idx3-ubyte", lambda b: _idx(np.zeros((64, 32, 32), np.uint8)), "32x32"),
+    "counts disagree": ("t10k-labels-idx1-ubyte", lambda b: _idx(np.zeros(63, np.uint8)), "63 labels"),
+    "label out of range": ("t10k-labels-idx1-ubyte", lambda b: _idx(np.full(64, 12, np.uint8)), "label 12"),
+    "checksum mismatch": ("t10k-labels-idx1-ubyte", lambda b: _idx(np.ones(10_000, np.uint8)), "checksum"),
+}
+
+
+@pytest.mark.parametrize("name, corrupt, phrase", DATA_FAULTS.values(), ids=DATA_FAULTS.keys())
+def test_a_bad_data_file_is_named_and_nothing_is_written(fw, tiny_data, tmp_path, name, corrupt, phrase):
+    raw = name.removesuffix(".gz")
+    data = (tiny_data / raw).read_bytes()
+    (tiny_data / raw).unlink()
+    (tiny_data / name).write_bytes(corrupt(data))
+    with pytest.raises(UserError, match=phrase) as e:
+        train(fw, tiny_data, tmp_path / "run")
+    assert name in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("argv", [["--epochs", "-1"], ["--batch-size", "0"], ["--lr", "-0.1"],
+                                  ["--lr", "inf"], ["--test-limit", "-2"], ["--seed", "x"],
+                                  ["--epochs", "2.5"], ["--device", "cuda"]])
+def test_bad_numbers_exit_2_with_one_line(fw, tmp_path, capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        fw.train.main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and argv[0] in err, err
+    assert not (tmp_path / "run").exists()

@@ -84,6 +84,7 @@ def test_more_epochs_may_be_added_on_resume_but_not_fewer(tmp_path):
 
 def test_interrupt_message_says_how_to_continue(tmp_path):
     run = Run(tmp_path, "torch", HP, "pt")
+    assert "nothing was saved" in str(run.interrupted()) and "--resume" not in str(run.interrupted())
     run.end_epoch(record(1), write("one"))
     assert "epoch 1 is kept" in str(run.interrupted())
     assert f"python -m alexnet_torch.train --out {tmp_path} --resume" in str(run.interrupted())
