@@ -9,7 +9,8 @@ from mxnet import autograd, gluon, npx
 from mxnet.gluon import nn
 
 from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
-from alexnet_mxnet.model import alexnet, get_weights
+from alexnet_mxnet.model import alexnet
+from alexnet_mxnet.parallel import replica_contexts, replica_weights, replicas, replicas_name, replicate, train_batch
 from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
@@ -120,8 +121,10 @@ def train_epoch(net: nn.HybridSequential, train_iter: DataIter, loss: gluon.loss
     metric = mx.np.zeros(2, ctx=train_iter.device)  # summed loss, number correct
     start = time.perf_counter()
     queued = mx.np.zeros(())  # the previous step's loss
+    # --devices N: each replica takes its shard of every minibatch (alexnet_mxnet/parallel.py)
+    step = train_batch if len(replica_contexts(net)) > 1 else train_step
     for X, y in train_iter:
-        l, correct = train_step(net, X, y, loss, trainer)
+        l, correct = step(net, X, y, loss, trainer)
         metric += mx.np.stack([l, correct.astype(np.float32)])
         # MXNet runs the steps asynchronously; let it queue one step ahead, no further, so that
         # the bar shows work done and Ctrl-C is not held up until the whole epoch has run.
@@ -197,14 +200,18 @@ def main(argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(BACKEND, argv)
     hp = hparams_from_args(args)
-    device = get_device(args.device)
+    contexts = replicas(args.devices, get_device(args.device))  # [device] unless --devices N
+    device = contexts[0]  # holds the data; evaluates; times the probe
+    name = replicas_name(contexts, device_name(device))
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
     run = Run(args.out, BACKEND, hp, CKPT_EXT, resume=args.resume, force=args.force)
     print(fashion_mnist.describe(data))
-    print(f"training on {device_name(device)}, writing to {run.out}")
+    print(f"training on {name}, writing to {run.out}")
     mx.random.seed(hp.seed)
     net = alexnet(hp.resize, device)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr})
+    replicate(net, contexts)  # --devices N: a copy of every weight on each context
+    # kvstore 'device' sums the replicas' gradients (on the GPUs, when there are GPUs); one context needs none.
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr}, kvstore="device")
     if run.checkpoint:
         load_checkpoint(run.checkpoint, net, trainer)
         print(f"resuming after epoch {run.start_epoch}")
@@ -218,10 +225,10 @@ def main(argv: list[str] | None = None) -> None:
         train(net, train_iter, test_iter, run, trainer, args.no_progress)
     except KeyboardInterrupt:
         raise run.interrupted() from None
-    save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
+    save_weights(run.weights_path, replica_weights(net, device), hp.resize, BACKEND)  # the replicas agree
     extra = {"versions": versions("mxnet", mx.__version__), "params": num_params(hp.resize),
-             "data": fashion_mnist.describe(data)}
-    print(run.finish(device_name(device), extra))
+             "data": fashion_mnist.describe(data), "devices": args.devices}
+    print(run.finish(name, extra))
 
 
 if __name__ == "__main__":

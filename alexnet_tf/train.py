@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from alexnet_tf.data import DataIter, load_data_fashion_mnist
 from alexnet_tf.model import alexnet, get_weights
+from alexnet_tf.parallel import local_copies, replicas, replicas_name, train_batch
 from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
@@ -94,21 +95,26 @@ def sgd_step(net: keras.Sequential, X: np.ndarray, y: np.ndarray, lr: float, dro
 # ---- The training loop ----
 
 
-def _seed_dropout(net: keras.Sequential, seed: int) -> None:
+def _seed_dropout(net: keras.Sequential, seed: int, strategy: tf.distribute.Strategy | None = None) -> None:
     """Restart each dropout layer's random stream from `seed` (Keras keeps it in a variable)."""
     dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
     for i, layer in enumerate(dropouts):
-        layer.seed_generator.state.assign([seed + i, 0])
+        for rank, state in enumerate(local_copies(layer.seed_generator.state, strategy)):
+            state.assign([seed + i, rank])  # --devices N: each replica its own masks (rank 0 alone: as before)
 
 
 def train_epoch(net: keras.Sequential, train_iter: DataIter, loss: keras.losses.Loss,
-                trainer: keras.optimizers.Optimizer, bar) -> tuple[float, float, float]:
+                trainer: keras.optimizers.Optimizer, bar,
+                strategy: tf.distribute.Strategy | None = None) -> tuple[float, float, float]:
     """One pass over the training data: mean loss, accuracy and seconds."""
     start = time.perf_counter()
     with tf.device(train_iter.device):
         metric = tf.zeros(2)  # summed loss, number correct
         for X, y in train_iter:
-            l, correct = train_step(net, X, y, loss, trainer)
+            if strategy is None:
+                l, correct = train_step(net, X, y, loss, trainer)
+            else:  # --devices N: each replica takes its share of the minibatch (alexnet_tf/parallel.py)
+                l, correct = train_batch(strategy, net, X, y, trainer)
             metric += tf.stack([l, correct])
             bar.update(len(y))
     train_l, train_correct = metric.numpy().tolist()  # waits for the device
@@ -117,16 +123,17 @@ def train_epoch(net: keras.Sequential, train_iter: DataIter, loss: keras.losses.
 
 
 def train(net: keras.Sequential, train_iter: DataIter, test_iter: DataIter, run: Run,
-          trainer: keras.optimizers.Optimizer, no_progress: bool = False) -> None:
+          trainer: keras.optimizers.Optimizer, no_progress: bool = False,
+          strategy: tf.distribute.Strategy | None = None) -> None:
     """Train for the run's remaining epochs, checkpointing after each."""
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     hp = run.hparams
     for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
-        _seed_dropout(net, epoch_seed(hp.seed, epoch))  # dropout, repeatable on resume
+        _seed_dropout(net, epoch_seed(hp.seed, epoch), strategy)  # dropout, repeatable on resume
         train_iter.set_epoch(epoch)
         start = time.perf_counter()
         with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
-            train_l, train_acc, train_time = train_epoch(net, train_iter, loss, trainer, bar)
+            train_l, train_acc, train_time = train_epoch(net, train_iter, loss, trainer, bar, strategy)
         test_acc = evaluate_accuracy(net, test_iter)
         record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
                               train_time, time.perf_counter() - start)
@@ -185,12 +192,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(BACKEND, argv)
     hp = hparams_from_args(args)
     device = get_device(args.device)
+    strategy = replicas(args.devices, device)  # before any TensorFlow op: virtual CPU devices need it
+    name = replicas_name(strategy, device_name(device))
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
     run = Run(args.out, BACKEND, hp, CKPT_EXT, resume=args.resume, force=args.force)
     print(fashion_mnist.describe(data))
-    print(f"training on {device_name(device)}, writing to {run.out}")
+    print(f"training on {name}, writing to {run.out}")
     keras.utils.set_random_seed(hp.seed)
-    with tf.device(device):
+    with strategy.scope(), tf.device(device):  # --devices N: every variable mirrored on each replica
         net = alexnet(hp.resize)
         trainer = keras.optimizers.SGD(learning_rate=hp.lr)
         trainer.build(net.trainable_variables)
@@ -204,13 +213,14 @@ def main(argv: list[str] | None = None) -> None:
         print(estimate_line(seconds, speed, "this CPU", epochs_left))
     train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
     try:
-        train(net, train_iter, test_iter, run, trainer, args.no_progress)
+        train(net, train_iter, test_iter, run, trainer, args.no_progress,
+              strategy if args.devices > 1 else None)
     except KeyboardInterrupt:
         raise run.interrupted() from None
     save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
     extra = {"versions": {**versions("tensorflow", tf.__version__), "keras": keras.__version__},
-             "params": num_params(hp.resize), "data": fashion_mnist.describe(data)}
-    print(run.finish(device_name(device), extra))
+             "params": num_params(hp.resize), "data": fashion_mnist.describe(data), "devices": args.devices}
+    print(run.finish(name, extra))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Fashion-MNIST for PyTorch: held on the device as uint8, resized per minibatch there."""
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from common.batches import epoch_order, num_batches
+from common.batches import epoch_order, num_batches, shard
 from common.fashion_mnist import FashionMNIST
 
 # ---- Resizing on the device ----
@@ -25,18 +27,22 @@ def preprocess(images: np.ndarray, resize: int, device: torch.device) -> np.ndar
 
 
 class DataIter:
-    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
+    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed.
+
+    With `world` replicas (--devices N), replica `rank` gets only its shard of every minibatch.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
-                 device: torch.device, shuffle: bool, seed: int):
+                 device: torch.device, shuffle: bool, seed: int, rank: int = 0, world: int = 1):
         self.images = torch.from_numpy(images).to(device)  # (N, 28, 28) uint8, 47 MB for all of train
         self.labels = torch.from_numpy(labels).to(device)  # (N,) int64
         self.batch_size, self.resize, self.device = batch_size, resize, device
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.rank, self.world = rank, world
 
     @property
     def num_examples(self) -> int:
-        """Examples in one pass."""
+        """Examples in one pass (over all replicas)."""
         return len(self.labels)
 
     def set_epoch(self, epoch: int) -> None:
@@ -46,20 +52,26 @@ class DataIter:
     def __len__(self) -> int:
         return num_batches(self.num_examples, self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for X, y, _ in self.shards():
+            yield X, y
+
+    def shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
+        """This replica's (X, y) of each minibatch, with the minibatch's size (one device: all of it)."""
         order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
-        order = torch.from_numpy(order).to(self.device)
-        for i in range(0, self.num_examples, self.batch_size):
-            idx = order[i:i + self.batch_size]
-            yield resize_batch(self.images[idx], self.resize), self.labels[idx]
+        batches = [order[i:i + self.batch_size] for i in range(0, self.num_examples, self.batch_size)]
+        mine = [shard(batch, self.rank, self.world) for batch in batches]  # contiguous slices
+        idx = torch.from_numpy(np.concatenate(mine)).to(self.device)  # one copy to the device per pass
+        for batch, idx_i in zip(batches, torch.split(idx, [len(m) for m in mine])):
+            yield resize_batch(self.images[idx_i], self.resize), self.labels[idx_i], len(batch)
 
 
 # ---- Loading ----
 
 
-def load_data_fashion_mnist(data: FashionMNIST, batch_size: int, resize: int,
-                            device: torch.device, seed: int = 0) -> tuple[DataIter, DataIter]:
-    """The training iterator (shuffled per epoch) and the test iterator (in order)."""
-    train_iter = DataIter(data.train_images, data.train_labels, batch_size, resize, device, True, seed)
-    test_iter = DataIter(data.test_images, data.test_labels, batch_size, resize, device, False, seed)
+def load_data_fashion_mnist(data: FashionMNIST, batch_size: int, resize: int, device: torch.device,
+                            seed: int = 0, rank: int = 0, world: int = 1) -> tuple[DataIter, DataIter]:
+    """The training iterator (shuffled per epoch) and the test iterator (in order); replica `rank`'s shards."""
+    train_iter = DataIter(data.train_images, data.train_labels, batch_size, resize, device, True, seed, rank, world)
+    test_iter = DataIter(data.test_images, data.test_labels, batch_size, resize, device, False, seed, rank, world)
     return train_iter, test_iter

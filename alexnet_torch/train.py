@@ -11,6 +11,7 @@ from torch import nn
 
 from alexnet_torch.data import DataIter, load_data_fashion_mnist
 from alexnet_torch.model import alexnet, get_weights
+from alexnet_torch.parallel import close, replicas, replicas_name, shared_run, total, train_batch, unwrap, wrap
 from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
@@ -59,9 +60,9 @@ def evaluate_accuracy(net: nn.Module, data_iter: DataIter) -> float:
     net.eval()
     correct = torch.zeros((), device=data_iter.device)
     with torch.no_grad():
-        for X, y in data_iter:
+        for X, y in data_iter:  # --devices N: this replica's shard of each minibatch
             correct += accuracy(net(X), y)
-    return correct.item() / data_iter.num_examples
+    return total(correct, data_iter.world).item() / data_iter.num_examples  # over all the shards
 
 
 # ---- One training step ----
@@ -97,11 +98,14 @@ def train_epoch(net: nn.Module, train_iter: DataIter, loss: nn.Module,
     net.train()
     metric = torch.zeros(2, device=train_iter.device)  # summed loss, number correct
     start = time.perf_counter()
-    for X, y in train_iter:
-        l, correct = train_step(net, X, y, loss, trainer)
+    for X, y, size in train_iter.shards():  # --devices N: X, y are this replica's shard of a minibatch of size
+        if train_iter.world == 1:
+            l, correct = train_step(net, X, y, loss, trainer)
+        else:  # DDP averages the replicas' gradients (alexnet_torch/parallel.py)
+            l, correct = train_batch(net, X, y, size, trainer)
         metric += torch.stack([l, correct.float()])
-        bar.update(len(y))
-    train_l, train_correct = metric.tolist()  # waits for the device
+        bar.update(size)
+    train_l, train_correct = total(metric, train_iter.world).tolist()  # all shards; waits for the device
     n = train_iter.num_examples
     return train_l / n, train_correct / n, time.perf_counter() - start
 
@@ -112,7 +116,7 @@ def train(net: nn.Module, train_iter: DataIter, test_iter: DataIter, run: Run,
     loss = nn.CrossEntropyLoss()
     hp = run.hparams
     for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
-        torch.manual_seed(epoch_seed(hp.seed, epoch))  # dropout, repeatable on resume
+        torch.manual_seed(epoch_seed(hp.seed, epoch) + train_iter.rank)  # dropout: repeatable, per replica
         train_iter.set_epoch(epoch)
         start = time.perf_counter()
         with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
@@ -128,6 +132,7 @@ def train(net: nn.Module, train_iter: DataIter, test_iter: DataIter, run: Run,
 
 def save_checkpoint(path: Path, net: nn.Module, trainer: torch.optim.Optimizer, epoch: int) -> None:
     """Write the network and optimizer state (the run directory makes it atomic)."""
+    net = unwrap(net)  # not DDP's wrapper: one checkpoint format for any --devices
     torch.save({"net": net.state_dict(), "trainer": trainer.state_dict(), "epoch": epoch}, path)
 
 
@@ -168,31 +173,38 @@ def main(argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(BACKEND, argv)
     hp = hparams_from_args(args)
-    device = get_device(args.device)
+    replica = replicas(args.devices, get_device(args.device))  # --devices N: this process's replica
+    device, name = replica.device, replicas_name(replica, device_name(replica.device))
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
-    run = Run(args.out, BACKEND, hp, CKPT_EXT, resume=args.resume, force=args.force)
-    print(fashion_mnist.describe(data))
-    print(f"training on {device_name(device)}, writing to {run.out}")
+    # Only rank 0 reads and writes the run; the others only learn how many epochs are done.
+    run = shared_run(replica, hp, lambda: Run(args.out, BACKEND, hp, CKPT_EXT, resume=args.resume, force=args.force))
+    if replica.is_main:
+        print(fashion_mnist.describe(data))
+        print(f"training on {name}, writing to {run.out}")
     torch.manual_seed(hp.seed)
     net = alexnet(hp.resize).to(device)
     trainer = torch.optim.SGD(net.parameters(), lr=hp.lr)
-    if run.checkpoint:
+    if run.checkpoint:  # rank 0 only: wrap() copies its weights to the others; SGD keeps no state to copy
         load_checkpoint(run.checkpoint, net, trainer)
         print(f"resuming after epoch {run.start_epoch}")
     epochs_left = hp.num_epochs - run.start_epoch
-    if device.type == "cpu" and long_run(hp, len(data.train_labels), epochs_left):
+    if replica.is_main and device.type == "cpu" and long_run(hp, len(data.train_labels), epochs_left):
         speed = probe_speed(net, hp.resize, hp.batch_size, device)
         seconds = estimate(speed, len(data.train_labels), len(data.test_labels), epochs_left)
         print(estimate_line(seconds, speed, "this CPU", epochs_left))
-    train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed)
+    train_iter, test_iter = load_data_fashion_mnist(data, hp.batch_size, hp.resize, device, hp.seed,
+                                                    replica.rank, replica.world)
     try:
-        train(net, train_iter, test_iter, run, trainer, args.no_progress)
+        train(wrap(net, replica), train_iter, test_iter, run, trainer, args.no_progress or not replica.is_main)
     except KeyboardInterrupt:
-        raise run.interrupted() from None
-    save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
-    extra = {"versions": versions("torch", torch.__version__), "params": num_params(hp.resize),
-             "data": fashion_mnist.describe(data)}
-    print(run.finish(device_name(device), extra))
+        command = "the same torchrun command, plus" if replica.world > 1 else None  # as it was launched
+        raise run.interrupted(command) from None
+    if replica.is_main:  # every replica holds the same weights
+        save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
+        extra = {"versions": versions("torch", torch.__version__), "params": num_params(hp.resize),
+                 "data": fashion_mnist.describe(data), "devices": args.devices}
+        print(run.finish(name, extra))
+    close(replica)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ from common.metrics import book_line, epoch_line, examples_per_sec, plot_curves,
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json")
 
 
+def diverged(record: dict) -> bool:
+    """Whether an epoch's loss or accuracies are not finite numbers (the run blew up)."""
+    return not all(math.isfinite(record[k]) for k in ("loss", "train_acc", "test_acc"))
+
+
 class Interrupted(UserError):
     """The run was stopped by the user (Ctrl-C or SIGTERM); the last checkpoint is kept."""
 
@@ -100,7 +105,7 @@ class Run:
 
     def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
         """Record an epoch: checkpoint atomically, then metrics, curves and the epoch line."""
-        if not all(math.isfinite(record[k]) for k in ("loss", "train_acc", "test_acc")):
+        if diverged(record):
             kept = f"the checkpoint of epoch {self.start_epoch} is kept" if self.history else "nothing was saved"
             raise UserError(f"the training loss became {record['loss']} in epoch {record['epoch']}: "
                             f"the run diverged (try a smaller --lr); {kept} in {self.out}")
@@ -119,13 +124,14 @@ class Run:
         plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
         print(epoch_line(record, self.hparams.num_epochs), flush=True)
 
-    def interrupted(self) -> Interrupted:
+    def interrupted(self, command: str | None = None) -> Interrupted:
         """The error to raise on Ctrl-C or SIGTERM, naming what was kept and how to go on."""
+        command = command or f"python -m alexnet_{self.backend}.train"
         if not self.history:
             return Interrupted(f"interrupted before the first epoch ended, so nothing was saved in "
                                f"{self.out}; run the same command again to start over")
         return Interrupted(f"interrupted: the checkpoint of epoch {self.start_epoch} is kept in {self.out}; "
-                           f"continue with python -m alexnet_{self.backend}.train --out {self.out} --resume "
+                           f"continue with {command} --out {self.out} --resume "
                            f"(and the same settings)")
 
     def finish(self, device: str, extra: dict) -> str:

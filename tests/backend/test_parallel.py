@@ -1,0 +1,45 @@
+"""Data-parallel training through each framework's own engine, on two CPU replicas."""
+
+import importlib
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from common.spec import MIN_RESIZE
+from tests.backend.test_cli import BOOK_LINE, FAST
+from tests.synthetic import make_split
+
+
+@pytest.fixture(scope="module")
+def parallel(backend):
+    return importlib.import_module(f"alexnet_{backend}.parallel")
+
+
+def test_replicas_agree_and_match_one_device(fw, parallel):
+    images, labels = make_split(31, seed=11)  # minibatches of 7, 7, 7, 7, 3: uneven shards
+    X = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu"))
+    y = labels.astype(np.int64)
+    weights = fw.model.get_weights(fw.model.alexnet(MIN_RESIZE))
+    one = parallel.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=1)
+    two = parallel.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=2)
+    assert len(one) == 1 and len(two) == 2
+    for name, w in weights.items():
+        assert not np.array_equal(one[0][name], w), f"{name} did not change"
+        np.testing.assert_array_equal(two[1][name], two[0][name], err_msg=f"replicas differ: {name}")
+        np.testing.assert_allclose(two[0][name], one[0][name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_train_on_two_devices_writes_one_run(backend, parallel, tiny_data, tmp_path):
+    out = tmp_path / "run"
+    command = [*parallel.launch_command(2), *FAST, "--devices", "2", "--epochs", "2",
+               "--data-dir", str(tiny_data), "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(BOOK_LINE.findall(proc.stdout)) == 1, proc.stdout
+    assert proc.stdout.count("epoch 2/2:") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"] == 2 and summary["epochs"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len(list(out.glob("checkpoint-*"))) == 1
