@@ -1,6 +1,9 @@
 """The run directory: no clobbering, atomic checkpoints, exact resume bookkeeping, clear stops."""
 
 import errno
+import signal
+import subprocess
+import sys
 import json
 import math
 
@@ -95,3 +98,32 @@ def test_book_line_and_throughput():
     assert examples_per_sec(history) == 25.0  # 200 images in 8 s of training
     assert book_line(history, "cpu") == "loss 0.250, train acc 0.900, test acc 0.875, 25.0 examples/sec on cpu"
     assert estimate(20.0, 60_000, 10_000, 10) == pytest.approx(10 * (60_000 + 10_000 / 3) / 20)
+
+
+KILLED_MID_WRITE = """
+import sys, time
+from pathlib import Path
+from common.hparams import HParams
+from common.metrics import epoch_record
+from common.run import Run
+
+run = Run(Path(sys.argv[1]), "x", HParams(num_epochs=3, resize=67), "ckpt", resume=True)
+
+def slow_write(path):
+    path.write_text("half of epoch 2")
+    print("writing", flush=True)
+    time.sleep(60)
+
+run.end_epoch(epoch_record(2, 1.0, 0.5, 0.6, 100, 2.0, 2.5), slow_write)
+"""
+
+
+def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path):
+    Run(tmp_path, "x", HP, "ckpt").end_epoch(record(1), write("one"))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
+    assert resumed.start_epoch == 1 and resumed.checkpoint.read_text() == "one"
