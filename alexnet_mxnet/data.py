@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import npx
 
-from common.batches import epoch_order, num_batches
+from common.batches import Minibatches
 from common.fashion_mnist import FashionMNIST
 
 npx.set_np()
@@ -29,30 +29,18 @@ def preprocess(images: np.ndarray, resize: int, device: mx.Context) -> np.ndarra
 # ---- Minibatches ----
 
 
-class DataIter:
+class DataIter(Minibatches):
     """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: mx.Context, shuffle: bool, seed: int):
+        super().__init__(len(labels), batch_size, shuffle, seed)
         self.images = mx.np.array(images, dtype=np.uint8, ctx=device)  # (N, 28, 28) uint8, 47 MB for all of train
         self.labels = mx.np.array(labels, dtype=np.int64, ctx=device)  # (N,) int64
-        self.batch_size, self.resize, self.device = batch_size, resize, device
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-
-    @property
-    def num_examples(self) -> int:
-        """Examples in one pass."""
-        return len(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return num_batches(self.num_examples, self.batch_size)
+        self.resize, self.device = resize, device
 
     def __iter__(self):
-        order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        order = self.order()
         order = mx.np.array(order, dtype=np.int64, ctx=self.device)
         for i in range(0, self.num_examples, self.batch_size):
             idx = order[i:i + self.batch_size]

@@ -1,6 +1,5 @@
 """The book's AlexNet in MXNet Gluon (d2l.ai, chapter 8.1), channels-first (NCHW)."""
 
-import argparse
 import json
 
 import mxnet as mx
@@ -8,6 +7,7 @@ import numpy as np  # real NumPy, as in the other backends; MXNet's arrays are s
 from mxnet import init, npx
 from mxnet.gluon import nn
 
+from common.cli import model_parser, run_cli
 from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
 from common.shapes import canonical_names, make_report
 from common.spec import check_resize
@@ -128,10 +128,7 @@ def predict(net: nn.HybridSequential, X: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the layer summary, or the canonical shape report as JSON."""
-    p = argparse.ArgumentParser(prog=f"python -m alexnet_{BACKEND}.model", description=main.__doc__)
-    p.add_argument("--resize", type=int, default=BOOK.resize, help="input side (default: 224)")
-    p.add_argument("--json", action="store_true", help="print the canonical shape report as JSON")
-    args = p.parse_args(argv)
+    args = model_parser(BACKEND).parse_args(argv)
     net = alexnet(args.resize)
     if args.json:
         print(json.dumps(layer_report(net, args.resize)))
@@ -140,6 +137,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from common.cli import run_cli
-
     run_cli(main)

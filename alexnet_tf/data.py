@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from common.batches import epoch_order, num_batches
+from common.batches import Minibatches
 from common.fashion_mnist import FashionMNIST
 
 # ---- Resizing on the device ----
@@ -25,31 +25,19 @@ def preprocess(images: np.ndarray, resize: int, device: str) -> np.ndarray:
 # ---- Minibatches ----
 
 
-class DataIter:
+class DataIter(Minibatches):
     """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: str, shuffle: bool, seed: int):
+        super().__init__(len(labels), batch_size, shuffle, seed)
         with tf.device(device):
             self.images = tf.identity(images)  # (N, 28, 28) uint8, 47 MB for all of train
             self.labels = tf.identity(labels)  # (N,) int64
-        self.batch_size, self.resize, self.device = batch_size, resize, device
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-
-    @property
-    def num_examples(self) -> int:
-        """Examples in one pass."""
-        return int(self.labels.shape[0])
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return num_batches(self.num_examples, self.batch_size)
+        self.resize, self.device = resize, device
 
     def __iter__(self):
-        order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        order = self.order()
         with tf.device(self.device):
             order = tf.identity(order)
         for i in range(0, self.num_examples, self.batch_size):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from common.batches import epoch_order, num_batches, shard
+from common.batches import Minibatches, shard
 from common.fashion_mnist import FashionMNIST
 
 # ---- Resizing on the device ----
@@ -26,7 +26,7 @@ def preprocess(images: np.ndarray, resize: int, device: torch.device) -> np.ndar
 # ---- Minibatches ----
 
 
-class DataIter:
+class DataIter(Minibatches):
     """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed.
 
     With `world` replicas (--devices N), replica `rank` gets only its shard of every minibatch.
@@ -34,23 +34,11 @@ class DataIter:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: torch.device, shuffle: bool, seed: int, rank: int = 0, world: int = 1):
+        super().__init__(len(labels), batch_size, shuffle, seed)
         self.images = torch.from_numpy(images).to(device)  # (N, 28, 28) uint8, 47 MB for all of train
         self.labels = torch.from_numpy(labels).to(device)  # (N,) int64
-        self.batch_size, self.resize, self.device = batch_size, resize, device
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.resize, self.device = resize, device
         self.rank, self.world = rank, world
-
-    @property
-    def num_examples(self) -> int:
-        """Examples in one pass (over all replicas)."""
-        return len(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return num_batches(self.num_examples, self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for X, y, _ in self.shards():
@@ -58,7 +46,7 @@ class DataIter:
 
     def shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """This replica's (X, y) of each minibatch, with the minibatch's size (one device: all of it)."""
-        order = epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        order = self.order()
         batches = [order[i:i + self.batch_size] for i in range(0, self.num_examples, self.batch_size)]
         mine = [shard(batch, self.rank, self.world) for batch in batches]  # contiguous slices
         idx = torch.from_numpy(np.concatenate(mine)).to(self.device)  # one copy to the device per pass

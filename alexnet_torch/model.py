@@ -1,12 +1,12 @@
 """The book's AlexNet in PyTorch (d2l.ai, chapter 8.1), channels-first (NCHW)."""
 
-import argparse
 import json
 
 import numpy as np
 import torch
 from torch import nn
 
+from common.cli import model_parser, run_cli
 from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
 from common.shapes import canonical_names, make_report
 from common.spec import check_resize, flat_features
@@ -125,10 +125,7 @@ def predict(net: nn.Sequential, X: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the layer summary, or the canonical shape report as JSON."""
-    p = argparse.ArgumentParser(prog=f"python -m alexnet_{BACKEND}.model", description=main.__doc__)
-    p.add_argument("--resize", type=int, default=BOOK.resize, help="input side (default: 224)")
-    p.add_argument("--json", action="store_true", help="print the canonical shape report as JSON")
-    args = p.parse_args(argv)
+    args = model_parser(BACKEND).parse_args(argv)
     net = alexnet(args.resize)
     if args.json:
         print(json.dumps(layer_report(net, args.resize)))
@@ -137,6 +134,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from common.cli import run_cli
-
     run_cli(main)

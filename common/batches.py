@@ -23,3 +23,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
     """Replica `rank`'s share of one global minibatch: a contiguous slice, sizes differing by at most 1."""
     return np.array_split(idx, world)[rank]
+
+
+class Minibatches:
+    """The framework-free half of every backend's DataIter: its size, its epoch and its order."""
+
+    def __init__(self, num_examples: int, batch_size: int, shuffle: bool, seed: int):
+        self.num_examples, self.batch_size = num_examples, batch_size  # examples in one pass
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return num_batches(self.num_examples, self.batch_size)
+
+    def order(self) -> np.ndarray:
+        """This epoch's example order."""
+        return epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)

@@ -91,6 +91,16 @@ def parser(backend: str) -> argparse.ArgumentParser:
     return p
 
 
+def model_parser(backend: str) -> argparse.ArgumentParser:
+    """The model command's parser: the book's layer summary, or the shape report as JSON."""
+    p = _Parser(prog=f"python -m alexnet_{backend}.model",
+                description=f"Each layer's output shape in the {backend} AlexNet.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
+    p.add_argument("--json", action="store_true", help="print the canonical (NCHW) shape report as JSON")
+    return p
+
+
 def bench_parser(backend: str) -> argparse.ArgumentParser:
     """The benchmark command's parser: throughput at the book's settings by default."""
     p = _Parser(prog=f"python -m alexnet_{backend}.bench",

@@ -1,11 +1,11 @@
 """The run directory: no clobbering, atomic checkpoints, exact resume bookkeeping, clear stops."""
 
 import errno
+import json
+import math
 import signal
 import subprocess
 import sys
-import json
-import math
 
 import pytest
 

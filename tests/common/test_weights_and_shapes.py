@@ -1,12 +1,13 @@
 """Neutral weights (safetensors through NumPy) and the shape comparison."""
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 
 from common.errors import UserError
-from common.shapes import canonical_names, compare, make_report
+from common.shapes import canonical_names, compare, main, make_report
 from common.spec import layer_stats, param_shapes
 from common.weights import dense_in_chw_to_hwc, dense_in_hwc_to_chw, load_weights, save_weights
 
@@ -81,3 +82,17 @@ def test_compare_passes_the_spec_and_names_each_difference():
     report = report_from_spec(224)
     del report["layers"][-1]
     assert compare(report) == ["dense3: missing in test"]
+
+
+def test_compare_shapes_command_fails_naming_the_layer(tmp_path, capsys):
+    good, bad = report_from_spec(224, "torch"), report_from_spec(224, "tf")
+    bad["layers"][7]["shape"] = [256, 6, 6]
+    paths = []
+    for report in (good, bad):
+        paths.append(tmp_path / f"{report['backend']}.json")
+        paths[-1].write_text(json.dumps(report))
+    assert main([str(p) for p in paths]) == 1
+    captured = capsys.readouterr()
+    assert "MISMATCH input 224: pool3: shape [256, 6, 6] in tf, spec says [256, 5, 5]" in captured.err
+    assert "256x6x6 <- differs" in captured.out
+    assert main([str(paths[0])]) == 0
