@@ -5,20 +5,16 @@ Keras's optimizer sums the replicas' gradients (an all-reduce) before each repli
 update, so the copies stay identical. On a CPU-only machine the replicas are virtual CPU devices.
 """
 
-import argparse
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from safetensors.numpy import load_file, save_file
 
 from alexnet_tf.model import alexnet, get_weights, set_weights
 from common.batches import shard
 from common.errors import UserError
+from common.exchange import read_steps, steps_in_subprocess, write_replica
 
 # ---- Replicas ----
 
@@ -136,31 +132,14 @@ def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.nda
                         batch_size: int, devices: int) -> list[dict[str, np.ndarray]]:
     """SGD over X, y once on `devices` replicas, dropout off; each replica's final canonical weights."""
     # A fresh process: virtual CPU devices cannot be made once this one has run TensorFlow.
-    with tempfile.TemporaryDirectory() as tmp:
-        save_file(weights, f"{tmp}/weights.safetensors")
-        np.save(f"{tmp}/X.npy", X)
-        np.save(f"{tmp}/y.npy", y)
-        command = [sys.executable, "-m", "alexnet_tf.parallel", tmp, "--lr", str(lr),
-                   "--batch-size", str(batch_size), "--devices", str(devices)]
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1])
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-        return [load_file(f"{tmp}/replica-{rank}.safetensors") for rank in range(devices)]
+    return steps_in_subprocess([sys.executable, "-m", "alexnet_tf.parallel"], weights, X, y, lr, batch_size, devices)
 
 
 def _worker(argv: list[str] | None = None) -> None:
     """The subprocess of data_parallel_steps: NumPy and safetensors files in, one file per replica out."""
-    p = argparse.ArgumentParser(prog="python -m alexnet_tf.parallel", description=_worker.__doc__)
-    p.add_argument("dir", type=Path)
-    p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--devices", type=int, required=True)
-    args = p.parse_args(argv)
-    X, y = np.load(args.dir / "X.npy"), np.load(args.dir / "y.npy")
-    weights = load_file(args.dir / "weights.safetensors")
-    results = _steps_here(weights, X, y, args.lr, args.batch_size, args.devices)
-    for rank, replica in enumerate(results):
-        save_file(replica, args.dir / f"replica-{rank}.safetensors")
+    args, weights, X, y = read_steps("python -m alexnet_tf.parallel", argv)
+    for rank, replica in enumerate(_steps_here(weights, X, y, args.lr, args.batch_size, args.devices)):
+        write_replica(args.dir, rank, replica, X.shape[-1])
 
 
 # ---- Launch ----

@@ -6,11 +6,8 @@ in backward, DDP all-reduces the gradients (nccl on GPUs, gloo on CPUs), so ever
 step. The first replica (rank 0) alone reads and writes the run directory and prints.
 """
 
-import argparse
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +22,9 @@ from torch.nn.parallel import DistributedDataParallel
 from alexnet_torch.model import alexnet, get_weights, set_weights
 from common.batches import shard
 from common.errors import UserError
+from common.exchange import read_steps, steps_in_subprocess, write_replica
 from common.hparams import HParams
 from common.run import Run, diverged
-from common.weights import load_weights, save_weights
-
-BACKEND = "torch"
 
 # ---- Replicas ----
 
@@ -165,30 +160,16 @@ def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.nda
         for i in range(0, len(y), batch_size):
             sgd_step(net, X[i:i + batch_size], y[i:i + batch_size], lr, dropout=False)
         return [get_weights(net)]
-    with tempfile.TemporaryDirectory() as tmp:  # torchrun starts a process per replica, as for training
-        save_weights(Path(tmp) / "weights.safetensors", weights, X.shape[-1], BACKEND)
-        np.save(f"{tmp}/X.npy", X)
-        np.save(f"{tmp}/y.npy", y)
-        command = [sys.executable, "-m", "torch.distributed.run", *_torchrun(devices, "alexnet_torch.parallel"),
-                   tmp, "--lr", str(lr), "--batch-size", str(batch_size), "--devices", str(devices)]
-        proc = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1])
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-        return [load_weights(Path(tmp) / f"replica-{rank}.safetensors", X.shape[-1]) for rank in range(devices)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", *_torchrun(devices, "alexnet_torch.parallel")]
+    return steps_in_subprocess(torchrun, weights, X, y, lr, batch_size, devices)  # a process per replica
 
 
 def _worker(argv: list[str] | None = None) -> None:
     """One replica of data_parallel_steps, started by torchrun: files in, its final weights out."""
-    p = argparse.ArgumentParser(prog="python -m alexnet_torch.parallel", description=_worker.__doc__)
-    p.add_argument("dir", type=Path)
-    p.add_argument("--lr", type=float, required=True)
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--devices", type=int, required=True)
-    args = p.parse_args(argv)
-    X, y = np.load(args.dir / "X.npy"), np.load(args.dir / "y.npy")
+    args, weights, X, y = read_steps("python -m alexnet_torch.parallel", argv)
     replica = replicas(args.devices, torch.device("cpu"))
     net = alexnet(X.shape[-1])
-    set_weights(net, load_weights(args.dir / "weights.safetensors", X.shape[-1]))
+    set_weights(net, weights)
     ddp = wrap(net, replica)
     ddp.eval()  # dropout off
     trainer = torch.optim.SGD(ddp.parameters(), lr=args.lr)
@@ -196,7 +177,7 @@ def _worker(argv: list[str] | None = None) -> None:
         batch = np.arange(i, min(i + args.batch_size, len(y)))
         idx = shard(batch, replica.rank, replica.world)  # this replica's share of the minibatch
         train_batch(ddp, torch.from_numpy(X[idx]), torch.from_numpy(y[idx]), len(batch), trainer)
-    save_weights(args.dir / f"replica-{replica.rank}.safetensors", get_weights(net), X.shape[-1], BACKEND)
+    write_replica(args.dir, replica.rank, get_weights(net), X.shape[-1])
     close(replica)
 
 

@@ -1,0 +1,48 @@
+"""Data-parallel steps run in fresh processes: the framework-free file exchange both sides use.
+
+The caller writes the starting weights and the data into a temporary directory and runs a
+worker command there; the worker reads them and writes one weights file per replica.
+"""
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common.weights import load_weights, save_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def steps_in_subprocess(command: list[str], weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
+                        lr: float, batch_size: int, devices: int) -> list[dict[str, np.ndarray]]:
+    """Run `command DIR --lr ... --batch-size ... --devices ...` on files; each replica's weights back."""
+    resize = X.shape[-1]  # X is NCHW
+    with tempfile.TemporaryDirectory() as tmp:
+        save_weights(Path(tmp) / "weights.safetensors", weights, resize, "exchange")
+        np.save(f"{tmp}/X.npy", X)
+        np.save(f"{tmp}/y.npy", y)
+        command = [*command, tmp, "--lr", str(lr), "--batch-size", str(batch_size), "--devices", str(devices)]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+        return [load_weights(Path(tmp) / f"replica-{rank}.safetensors", resize) for rank in range(devices)]
+
+
+def read_steps(prog: str, argv: list[str] | None = None) -> tuple[argparse.Namespace, dict, np.ndarray, np.ndarray]:
+    """The worker's side: its arguments, the starting weights, X and y."""
+    p = argparse.ArgumentParser(prog=prog, description="one side of a data-parallel steps exchange")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--lr", type=float, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--devices", type=int, required=True)
+    args = p.parse_args(argv)
+    X, y = np.load(args.dir / "X.npy"), np.load(args.dir / "y.npy")
+    return args, load_weights(args.dir / "weights.safetensors", X.shape[-1]), X, y
+
+
+def write_replica(directory: Path, rank: int, weights: dict[str, np.ndarray], resize: int) -> None:
+    """The worker's result: one replica's final weights."""
+    save_weights(directory / f"replica-{rank}.safetensors", weights, resize, "exchange")
