@@ -9,8 +9,8 @@ from alexnet_tf.data import DataIter, load_data_fashion_mnist
 from alexnet_tf.model import alexnet
 from alexnet_tf.train import device_name, evaluate_accuracy, get_device, train_step
 from common.cli import bench_parser, run_cli
-from common.metrics import append_json_line, bench_line, bench_result
-from common.synthetic import random_dataset
+from common.metrics import bench_result, report_bench
+from common.synthetic import bench_dataset
 
 BACKEND = "tf"
 
@@ -52,14 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     keras.utils.set_random_seed(0)
     with tf.device(device):
         net = alexnet(args.resize)
-    n = args.batch_size * (args.steps + 1)
-    data = random_dataset(n, args.batch_size * args.steps)
+    data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps,
                           time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter))
-    print(bench_line(result))
-    if args.json:
-        append_json_line(args.json, result)
+    report_bench(result, args.json)
 
 
 if __name__ == "__main__":

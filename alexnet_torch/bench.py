@@ -9,8 +9,8 @@ from alexnet_torch.data import DataIter, load_data_fashion_mnist
 from alexnet_torch.model import alexnet
 from alexnet_torch.train import device_name, evaluate_accuracy, get_device, train_step
 from common.cli import bench_parser, run_cli
-from common.metrics import append_json_line, bench_line, bench_result
-from common.synthetic import random_dataset
+from common.metrics import bench_result, report_bench
+from common.synthetic import bench_dataset
 
 BACKEND = "torch"
 
@@ -50,14 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     device = get_device(args.device)
     torch.manual_seed(0)
     net = alexnet(args.resize).to(device)
-    n = args.batch_size * (args.steps + 1)
-    data = random_dataset(n, args.batch_size * args.steps)
+    data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps,
                           time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter))
-    print(bench_line(result))
-    if args.json:
-        append_json_line(args.json, result)
+    report_bench(result, args.json)
 
 
 if __name__ == "__main__":

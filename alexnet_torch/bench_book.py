@@ -19,7 +19,7 @@ from alexnet_torch.model import alexnet
 from alexnet_torch.train import device_name, get_device, train_step
 from common.cli import bench_parser, run_cli
 from common.metrics import append_json_line
-from common.synthetic import random_dataset
+from common.synthetic import bench_dataset
 
 BACKEND = "torch"
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     device = get_device(args.device)
     torch.manual_seed(0)
     net = alexnet(args.resize).to(device)
-    data = random_dataset(args.batch_size * (args.steps + 1), 0)
+    data = bench_dataset(args.batch_size, args.steps)
     dataset = BookDataset(data.train_images, data.train_labels, args.resize)
     loader = DataLoader(dataset, args.batch_size, shuffle=True, num_workers=4,
                         pin_memory=device.type == "cuda", persistent_workers=True)

@@ -80,6 +80,13 @@ def bench_line(result: dict) -> str:
             f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each)")
 
 
+def report_bench(result: dict, json_path: Path | None) -> None:
+    """Print a benchmark's result, and append it to `json_path` when one is given."""
+    print(bench_line(result))
+    if json_path:
+        append_json_line(json_path, result)
+
+
 def append_json_line(path: Path, record: dict) -> None:
     """Append one JSON line (benchmarks collect several runs in one file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

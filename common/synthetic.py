@@ -15,3 +15,8 @@ def random_dataset(num_train: int, num_test: int, seed: int = 0) -> FashionMNIST
         return images, rng.integers(0, NUM_CLASSES, n).astype(np.int64)
 
     return FashionMNIST(*split(num_train), *split(num_test), source="random", official=False)
+
+
+def bench_dataset(batch_size: int, steps: int) -> FashionMNIST:
+    """Noise for a benchmark: one warm-up plus `steps` training minibatches, `steps` test ones."""
+    return random_dataset(batch_size * (steps + 1), batch_size * steps)
