@@ -146,7 +146,7 @@ def run_cli(main: Callable[[], object]) -> None:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(130 if type(e).__name__ == "Interrupted" else 2)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

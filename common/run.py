@@ -31,6 +31,8 @@ def diverged(record: dict) -> bool:
 class Interrupted(UserError):
     """The run was stopped by the user (Ctrl-C or SIGTERM); the last checkpoint is kept."""
 
+    exit_code = 130  # the shell's status for a command ended by Ctrl-C
+
 
 class Run:
     """The files of one training run in `out`, for one backend and one set of hyperparameters."""
