@@ -148,8 +148,7 @@ def search_dirs(data_dir: Path | None = None) -> list[Path]:
     return [cache_dir(), SYSTEM_DIR]
 
 
-def locate(data_dir: Path | None = None, download_missing: bool = True,
-           opener: Callable = urllib.request.urlopen) -> dict[str, Path]:
+def locate(data_dir: Path | None = None, opener: Callable = urllib.request.urlopen) -> dict[str, Path]:
     """Paths of the four files: from the first directory holding all four, else a download."""
     dirs = search_dirs(data_dir)
     for directory in dirs:
@@ -157,7 +156,7 @@ def locate(data_dir: Path | None = None, download_missing: bool = True,
         if all(found.values()):
             return found  # type: ignore[return-value]
     explicit = data_dir or os.environ.get(ENV_VAR)
-    if explicit or not download_missing:
+    if explicit:  # an explicit directory is the only place looked in, and never downloaded into
         missing = [f.name for f in FILES.values() if not _find(dirs[0], f.name)]
         raise DataError(f"Fashion-MNIST files missing in {dirs[0]}: {', '.join(missing)} "
                         f"(.gz or raw); {HOW_TO_GET}")
