@@ -14,6 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = {"torch": "PyTorch", "tf": "TensorFlow (Keras 3)", "mxnet": "MXNet (Gluon)"}
+# Mirrored in every backend. alexnet_torch/bench_book.py is PyTorch's alone on purpose: it is the
+# book's own torchvision-style loader, the reference the other data paths are measured against.
 FILES = ("model.py", "data.py", "train.py", "parallel.py", "bench.py")
 SECTION = re.compile(r"^# ---- (.+?) ----$")
 PREAMBLE = "(imports)"
