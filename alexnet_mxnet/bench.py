@@ -1,6 +1,7 @@
 """Training and evaluation throughput of the MXNet AlexNet: `python -m alexnet_mxnet.bench --help`."""
 
 import time
+from pathlib import Path
 
 import mxnet as mx
 from mxnet import gluon, npx
@@ -8,7 +9,7 @@ from mxnet.gluon import nn
 
 from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
 from alexnet_mxnet.model import alexnet
-from alexnet_mxnet.train import device_name, evaluate_accuracy, get_device, train_step
+from alexnet_mxnet.train import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser, run_cli
 from common.metrics import bench_result, report_bench
 from common.synthetic import bench_dataset
@@ -44,6 +45,24 @@ def time_evaluation(net: nn.HybridSequential, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Profile ----
+
+
+def profile_training(net: nn.HybridSequential, train_iter: DataIter, lr: float, out: Path) -> str:
+    """Where a pass of training steps spends its time: the ops by total time, and a trace in `out`."""
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    out.mkdir(parents=True, exist_ok=True)
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=str(out / "trace.json"))
+    mx.profiler.set_state("run")
+    for X, y in train_iter:
+        train_step(net, X, y, loss, trainer)
+    npx.waitall()  # MXNet computes asynchronously: wait for the last step
+    mx.profiler.set_state("stop")
+    mx.profiler.dump()
+    return mx.profiler.dumps(reset=True, sort_by="total", ascending=False)
+
+
 # ---- Main ----
 
 
@@ -53,11 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     device = get_device(args.device)
     mx.random.seed(0)
     net = alexnet(args.resize, device)
+    if args.fast:
+        net = fast_path(net, device)
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
-    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps,
-                          time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter))
+    train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
+    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
+                          train_ips, eval_ips, peak_memory(device))
     report_bench(result, args.json)
+    if args.profile:
+        print(profile_training(net, train_iter, 0.01, args.profile))
 
 
 if __name__ == "__main__":

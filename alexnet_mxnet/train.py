@@ -15,7 +15,7 @@ from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
 from common.errors import UserError
-from common.metrics import epoch_record, estimate, estimate_line, long_run, progress, versions
+from common.metrics import epoch_record, estimate, estimate_line, long_run, memory_record, progress, versions
 from common.run import Run
 from common.spec import num_params
 from common.weights import save_weights
@@ -53,6 +53,29 @@ def get_device(name: str) -> mx.Context:
 def device_name(device: mx.Context) -> str:
     """The device as the book prints it: cpu(0) or gpu(0)."""
     return str(device)
+
+
+def peak_memory(device: mx.Context) -> dict:
+    """Memory: on a GPU what is in use now (MXNet keeps no peak), on the CPU this process's peak."""
+    if device.device_type == "gpu":
+        free, total = mx.context.gpu_memory_info(device.device_id)
+        return memory_record((total - free) / 2**20, "GPU memory in use at the end (MXNet keeps no peak)")
+    return memory_record()  # this process's peak RSS
+
+
+# ---- Fast path (opt-in) ----
+
+
+def fast_path(net: nn.HybridSequential, device: mx.Context, compile: bool | None = None) -> nn.HybridSequential:
+    """--fast: the same network hybridized with static memory and shapes (one cached graph per batch shape).
+
+    MXNet 1.9.1's bf16 AMP does not train through the NumPy interface (its first loss came out at 295),
+    so this is the whole of MXNet's fast path, on every device (`compile=False`: the usual hybridize);
+    on the 2-core CI CPU it measured no faster (docs/results.md).
+    """
+    static = compile is not False
+    net.hybridize(static_alloc=static, static_shape=static)  # in place: reuse buffers, skip shape inference
+    return net
 
 
 # ---- Evaluation ----
@@ -209,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training on {name}, writing to {run.out}")
     mx.random.seed(hp.seed)
     net = alexnet(hp.resize, device)
+    if hp.fast:
+        net = fast_path(net, device)  # the same network, hybridized statically
     replicate(net, contexts)  # --devices N: a copy of every weight on each context
     # kvstore 'device' sums the replicas' gradients (on the GPUs, when there are GPUs); one context needs none.
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr}, kvstore="device")
@@ -227,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         raise run.interrupted() from None
     save_weights(run.weights_path, replica_weights(net, device), hp.resize, BACKEND)  # the replicas agree
     extra = {"versions": versions("mxnet", mx.__version__), "params": num_params(hp.resize),
-             "data": fashion_mnist.describe(data), "devices": args.devices}
+             "data": fashion_mnist.describe(data), "devices": args.devices,
+             "memory": peak_memory(device)}
     print(run.finish(name, extra))
 
 

@@ -1,13 +1,14 @@
 """Training and evaluation throughput of the TensorFlow AlexNet: `python -m alexnet_tf.bench --help`."""
 
 import time
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from alexnet_tf.data import DataIter, load_data_fashion_mnist
 from alexnet_tf.model import alexnet
-from alexnet_tf.train import device_name, evaluate_accuracy, get_device, train_step
+from alexnet_tf.train import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, step_function
 from common.cli import bench_parser, run_cli
 from common.metrics import bench_result, report_bench
 from common.synthetic import bench_dataset
@@ -23,12 +24,13 @@ def time_training(net: keras.Sequential, train_iter: DataIter, lr: float) -> flo
     trainer.build(net.trainable_variables)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.device(train_iter.device):
+        step = step_function(net)
         batches = iter(train_iter)
         X, y = next(batches)
-        train_step(net, X, y, loss, trainer)[0].numpy()  # warm-up (and tracing)
+        step(net, X, y, loss, trainer)[0].numpy()  # warm-up (and tracing)
         start, n = time.perf_counter(), 0
         for X, y in batches:
-            l, _ = train_step(net, X, y, loss, trainer)
+            l, _ = step(net, X, y, loss, trainer)
             n += len(y)
         l.numpy()  # waits for the device
     return n / (time.perf_counter() - start)
@@ -42,6 +44,25 @@ def time_evaluation(net: keras.Sequential, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Profile ----
+
+
+def profile_training(net: keras.Sequential, train_iter: DataIter, lr: float, out: Path) -> str:
+    """A pass of training steps traced into `out`, for TensorBoard's profiler (it prints no table)."""
+    trainer = keras.optimizers.SGD(learning_rate=lr)
+    trainer.build(net.trainable_variables)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    step = step_function(net)
+    tf.profiler.experimental.start(str(out))
+    with tf.device(train_iter.device):
+        for X, y in train_iter:
+            l, _ = step(net, X, y, loss, trainer)
+        l.numpy()  # waits for the device
+    tf.profiler.experimental.stop()
+    return (f"trace written to {out}: pip install tensorboard tensorboard-plugin-profile, then "
+            f"tensorboard --logdir {out} (Profile tab)")
+
+
 # ---- Main ----
 
 
@@ -52,11 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     keras.utils.set_random_seed(0)
     with tf.device(device):
         net = alexnet(args.resize)
+        if args.fast:
+            net = fast_path(net, device)
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
-    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps,
-                          time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter))
+    train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
+    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
+                          train_ips, eval_ips, peak_memory(device))
     report_bench(result, args.json)
+    if args.profile:
+        print(profile_training(net, train_iter, 0.01, args.profile))
 
 
 if __name__ == "__main__":

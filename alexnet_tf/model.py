@@ -45,6 +45,7 @@ def alexnet(resize: int = BOOK.resize) -> keras.Sequential:
     ])
     for layer in net.layers:
         init_weights(layer)
+    net.jit_compile = False  # the book's graph, not XLA (Keras would pick XLA on a GPU; --fast does)
     return net
 
 
@@ -136,7 +137,8 @@ def set_weights(net: keras.Sequential, weights: dict[str, np.ndarray]) -> None:
 
 def predict(net: keras.Sequential, X: np.ndarray) -> np.ndarray:
     """Logits for float32 images (B, 1, H, W), dropout off (for tests and cross-framework parity)."""
-    return net(np.transpose(X, (0, 2, 3, 1)), training=False).numpy()  # NCHW to NHWC
+    y_hat = net(np.transpose(X, (0, 2, 3, 1)), training=False)  # NCHW to NHWC
+    return tf.cast(y_hat, tf.float32).numpy()  # a --fast network's logits are bf16
 
 
 # ---- Command line ----

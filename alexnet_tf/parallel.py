@@ -77,7 +77,7 @@ def _mirrored_step(strategy: tf.distribute.Strategy, net: keras.Sequential, X: t
 
     def forward_backward(X: tf.Tensor, y: tf.Tensor) -> tuple:  # on one replica, with its share
         with tf.GradientTape() as tape:
-            y_hat = net(X, training=training)  # (B / devices, 10)
+            y_hat = tf.cast(net(X, training=training), tf.float32)  # (B / devices, 10); --fast: from bf16
             l = keras.losses.sparse_categorical_crossentropy(y, y_hat, from_logits=True)  # per example
             # Summed over the share, divided by the GLOBAL batch: the replicas' gradients add up to the mean's.
             l = tf.nn.compute_average_loss(l, global_batch_size=batch_size)

@@ -15,7 +15,7 @@ from common import fashion_mnist
 from common.batches import epoch_seed
 from common.cli import hparams_from_args, parse_args, run_cli
 from common.errors import UserError
-from common.metrics import epoch_record, estimate, estimate_line, long_run, progress, versions
+from common.metrics import epoch_record, estimate, estimate_line, long_run, memory_record, progress, versions
 from common.run import Run
 from common.spec import num_params
 from common.weights import save_weights
@@ -44,6 +44,36 @@ def device_name(device: str) -> str:
     return device
 
 
+def peak_memory(device: str) -> dict:
+    """Peak memory so far: TensorFlow's GPU allocator's high-water mark, or this process's on the CPU."""
+    if device.startswith("/GPU"):
+        return memory_record(tf.config.experimental.get_memory_info(device[1:])["peak"] / 2**20,
+                             "TensorFlow GPU peak")
+    return memory_record()  # this process's peak RSS
+
+
+# ---- Fast path (opt-in) ----
+
+
+def _mixed(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh copy of `layer` that computes in bfloat16 and keeps float32 weights."""
+    return layer.__class__.from_config({**layer.get_config(), "dtype": "mixed_bfloat16"})
+
+
+def fast_path(net: keras.Sequential, device: str, compile: bool | None = None) -> keras.Sequential:
+    """--fast: a copy of the network with the same weights, computing in bf16, its steps compiled by XLA on a GPU.
+
+    Keras itself turns XLA off on CPU-only machines; on the 2-core CI CPU bf16 took training from 80
+    to 144 images/s and XLA took it down to 52 (docs/results.md), so the CPU is not compiled unless
+    `compile` says so. Keras sets the precision per layer as it builds it, so the layers are rebuilt,
+    where PyTorch switches it per region of code (autocast).
+    """
+    fast = keras.models.clone_model(net, clone_function=_mixed)
+    fast.set_weights(net.get_weights())
+    fast.jit_compile = device.startswith("/GPU") if compile is None else compile  # read by step_function
+    return fast
+
+
 # ---- Evaluation ----
 
 
@@ -58,12 +88,16 @@ def _correct(net: keras.Sequential, X: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return accuracy(net(X, training=False), y)
 
 
+_correct_xla = tf.function(_correct.python_function, jit_compile=True, reduce_retracing=True)
+
+
 def evaluate_accuracy(net: keras.Sequential, data_iter: DataIter) -> float:
     """Accuracy of `net` on a whole split, dropout off."""
     with tf.device(data_iter.device):
         correct = tf.zeros(())
+        correct_fn = _correct_xla if net.jit_compile else _correct  # XLA: --fast on a GPU
         for X, y in data_iter:
-            correct += _correct(net, X, y)
+            correct += correct_fn(net, X, y)
     return float(correct.numpy()) / data_iter.num_examples
 
 
@@ -82,13 +116,21 @@ def train_step(net: keras.Sequential, X: tf.Tensor, y: tf.Tensor, loss: keras.lo
     return l * tf.cast(tf.shape(X)[0], l.dtype), accuracy(y_hat, y)
 
 
+train_step_xla = tf.function(train_step.python_function, jit_compile=True, reduce_retracing=True)
+
+
+def step_function(net: keras.Sequential):
+    """The step to run: compiled whole by XLA where --fast set net.jit_compile, else the plain graph."""
+    return train_step_xla if net.jit_compile else train_step
+
+
 def sgd_step(net: keras.Sequential, X: np.ndarray, y: np.ndarray, lr: float, dropout: bool = True) -> float:
     """One SGD step on NumPy data; returns the mean loss before the step (tests and parity)."""
     trainer = keras.optimizers.SGD(learning_rate=lr)
     trainer.build(net.trainable_variables)
     X = tf.constant(np.transpose(X, (0, 2, 3, 1)))  # NCHW to NHWC
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    l, _ = train_step(net, X, tf.constant(y), loss, trainer, dropout)
+    l, _ = step_function(net)(net, X, tf.constant(y), loss, trainer, dropout)
     return float(l.numpy()) / len(y)
 
 
@@ -110,9 +152,10 @@ def train_epoch(net: keras.Sequential, train_iter: DataIter, loss: keras.losses.
     start = time.perf_counter()
     with tf.device(train_iter.device):
         metric = tf.zeros(2)  # summed loss, number correct
+        step = step_function(net)
         for X, y in train_iter:
             if strategy is None:
-                l, correct = train_step(net, X, y, loss, trainer)
+                l, correct = step(net, X, y, loss, trainer)
             else:  # --devices N: each replica takes its share of the minibatch (alexnet_tf/parallel.py)
                 l, correct = train_batch(strategy, net, X, y, trainer)
             metric += tf.stack([l, correct])
@@ -201,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     keras.utils.set_random_seed(hp.seed)
     with strategy.scope(), tf.device(device):  # --devices N: every variable mirrored on each replica
         net = alexnet(hp.resize)
+        if hp.fast:
+            net = fast_path(net, device)  # a copy, with the same weights
         trainer = keras.optimizers.SGD(learning_rate=hp.lr)
         trainer.build(net.trainable_variables)
     if run.checkpoint:
@@ -219,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         raise run.interrupted() from None
     save_weights(run.weights_path, get_weights(net), hp.resize, BACKEND)
     extra = {"versions": {**versions("tensorflow", tf.__version__), "keras": keras.__version__},
-             "params": num_params(hp.resize), "data": fashion_mnist.describe(data), "devices": args.devices}
+             "params": num_params(hp.resize), "data": fashion_mnist.describe(data), "devices": args.devices,
+             "memory": peak_memory(device)}
     print(run.finish(name, extra))
 
 

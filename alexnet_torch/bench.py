@@ -1,13 +1,15 @@
 """Training and evaluation throughput of the PyTorch AlexNet: `python -m alexnet_torch.bench --help`."""
 
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
 from alexnet_torch.data import DataIter, load_data_fashion_mnist
 from alexnet_torch.model import alexnet
-from alexnet_torch.train import device_name, evaluate_accuracy, get_device, train_step
+from alexnet_torch.train import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser, run_cli
 from common.metrics import bench_result, report_bench
 from common.synthetic import bench_dataset
@@ -41,6 +43,25 @@ def time_evaluation(net: nn.Module, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Profile ----
+
+
+def profile_training(net: nn.Module, train_iter: DataIter, lr: float, out: Path) -> str:
+    """Where a pass of training steps spends its time: the top ops by self time, and a trace in `out`."""
+    cuda = train_iter.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    trainer, loss = torch.optim.SGD(net.parameters(), lr=lr), nn.CrossEntropyLoss()
+    net.train()
+    with profile(activities=activities) as prof:
+        for X, y in train_iter:
+            l, _ = train_step(net, X, y, loss, trainer)
+        l.item()  # waits for the device
+    out.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(out / "trace.json"))
+    return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                     row_limit=15)
+
+
 # ---- Main ----
 
 
@@ -50,11 +71,16 @@ def main(argv: list[str] | None = None) -> None:
     device = get_device(args.device)
     torch.manual_seed(0)
     net = alexnet(args.resize).to(device)
+    if args.fast:
+        net = fast_path(net, device)
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
-    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps,
-                          time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter))
+    train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
+    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
+                          train_ips, eval_ips, peak_memory(device))
     report_bench(result, args.json)
+    if args.profile:
+        print(profile_training(net, train_iter, 0.01, args.profile))
 
 
 if __name__ == "__main__":

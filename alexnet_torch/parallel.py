@@ -81,8 +81,15 @@ def wrap(net: nn.Module, replica: Replica) -> nn.Module:
 
 
 def unwrap(net: nn.Module) -> nn.Module:
-    """The network inside DistributedDataParallel (the network itself on one device)."""
-    return net.module if isinstance(net, DistributedDataParallel) else net
+    """The nn.Sequential inside DistributedDataParallel, torch.compile and --fast's Mixed (or `net` itself)."""
+    while not isinstance(net, nn.Sequential):
+        if isinstance(net, DistributedDataParallel):
+            net = net.module
+        elif hasattr(net, "_orig_mod"):  # torch.compile's OptimizedModule
+            net = net._orig_mod
+        else:  # alexnet_torch.train.Mixed
+            net = net.net
+    return net
 
 
 def total(x: torch.Tensor, world: int) -> torch.Tensor:

@@ -12,6 +12,8 @@ from common.hparams import BOOK, HParams
 from common.spec import MIN_RESIZE, check_resize
 
 DEVICES = ("auto", "cpu", "gpu")
+FAST_HELP = ("opt-in fast path instead of the book's float32: bf16 mixed precision and compiled steps "
+             "where they pay off on the device (see README, 'Speed')")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +88,7 @@ def parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--devices", type=positive_int, default=1,
                    help="data-parallel replicas, each taking an equal share of every minibatch: GPUs, "
                         "or CPU processes/devices (PyTorch: launch with torchrun, see README)")
+    p.add_argument("--fast", action="store_true", help=FAST_HELP)
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch on two batches, to check the set-up quickly")
     return p
@@ -110,7 +113,11 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
+    p.add_argument("--fast", action="store_true", help=FAST_HELP)
     p.add_argument("--json", type=Path, default=None, help="also append the result as a JSON line here")
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="then profile the training steps once more: print the ops that take the time and "
+                        "write a trace to DIR (Perfetto or chrome://tracing; TensorFlow: TensorBoard)")
     return p
 
 
@@ -131,7 +138,7 @@ def hparams_from_args(args: argparse.Namespace) -> HParams:
     check_resize(args.resize)
     return HParams(lr=args.lr, batch_size=args.batch_size, num_epochs=args.epochs,
                    resize=args.resize, seed=args.seed,
-                   train_limit=args.train_limit, test_limit=args.test_limit)
+                   train_limit=args.train_limit, test_limit=args.test_limit, fast=args.fast)
 
 
 def _sigterm(signum: int, frame: object) -> None:

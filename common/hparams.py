@@ -19,6 +19,7 @@ class HParams:
     seed: int = 0
     train_limit: int | None = None  # None: all 60,000 training images
     test_limit: int | None = None  # None: all 10,000 test images
+    fast: bool = False  # opt-in fast path (--fast): bf16 and compiled steps, not the book's float32 math
 
     def to_dict(self) -> dict:
         """The hyperparameters as a JSON-ready dict."""

@@ -66,18 +66,34 @@ def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs
             f"--resize 96 --train-limit 5000 --epochs 2")
 
 
-def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int,
-                 train_ips: float, eval_ips: float) -> dict:
+def mode(fast: bool) -> str:
+    """The name of a run's numerics: the book's float32, or the opt-in fast path."""
+    return "fast" if fast else "faithful"
+
+
+def memory_record(peak_mb: float | None = None, what: str = "process peak RSS") -> dict:
+    """Peak memory and what measured it: the device's allocator, or by default this process's peak RSS."""
+    if peak_mb is None:
+        import resource
+
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return {"peak_mb": round(peak_mb, 1), "what": what}
+
+
+def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int, fast: bool,
+                 train_ips: float, eval_ips: float, memory: dict) -> dict:
     """One benchmark measurement, with its settings."""
-    return {"backend": backend, "device": device, "batch_size": batch_size, "resize": resize,
-            "steps": steps, "train_images_per_sec": train_ips, "eval_images_per_sec": eval_ips}
+    return {"backend": backend, "mode": mode(fast), "device": device, "batch_size": batch_size,
+            "resize": resize, "steps": steps, "train_images_per_sec": train_ips,
+            "eval_images_per_sec": eval_ips, "memory": memory}
 
 
 def bench_line(result: dict) -> str:
     """The benchmark's printed result."""
-    return (f"{result['backend']} on {result['device']}, batch {result['batch_size']}, "
+    return (f"{result['backend']} ({result['mode']}) on {result['device']}, batch {result['batch_size']}, "
             f"{result['resize']}x{result['resize']}: training {result['train_images_per_sec']:.1f} images/s, "
-            f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each)")
+            f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each), "
+            f"peak memory {result['memory']['peak_mb']:.0f} MiB ({result['memory']['what']})")
 
 
 def report_bench(result: dict, json_path: Path | None) -> None:

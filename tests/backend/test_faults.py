@@ -40,6 +40,7 @@ def test_a_diverging_run_stops_with_a_clear_message(fw, tiny_data, tmp_path):
     assert not list((tmp_path / "run").glob("checkpoint-*"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, reading the hostile pickle
 def test_a_hostile_checkpoint_is_refused_not_executed(fw, tiny_data, tmp_path):
     out = tmp_path / "run"
     train(fw, tiny_data, out, "--epochs", "1", "--train-limit", "64")

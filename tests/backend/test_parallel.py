@@ -31,15 +31,16 @@ def test_replicas_agree_and_match_one_device(fw, parallel):
         np.testing.assert_allclose(two[0][name], one[0][name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_train_on_two_devices_writes_one_run(backend, parallel, tiny_data, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--fast"]], ids=["faithful", "fast"])
+def test_train_on_two_devices_writes_one_run(backend, parallel, tiny_data, tmp_path, mode):
     out = tmp_path / "run"
-    command = [*parallel.launch_command(2), *FAST, "--devices", "2", "--epochs", "2",
+    command = [*parallel.launch_command(2), *FAST, "--devices", "2", "--epochs", "2", *mode,
                "--data-dir", str(tiny_data), "--out", str(out)]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(BOOK_LINE.findall(proc.stdout)) == 1, proc.stdout
     assert proc.stdout.count("epoch 2/2:") == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["devices"] == 2 and summary["epochs"] == 2
+    assert summary["devices"] == 2 and summary["epochs"] == 2 and summary["hparams"]["fast"] == bool(mode)
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert len(list(out.glob("checkpoint-*"))) == 1

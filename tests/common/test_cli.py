@@ -2,12 +2,12 @@
 
 import pytest
 
-from common.cli import hparams_from_args, parse_args, parser
+from common.cli import bench_parser, hparams_from_args, parse_args, parser
 from common.errors import UserError
-from common.hparams import BOOK
+from common.hparams import BOOK, HParams
 
 FLAGS = ["--epochs", "--batch-size", "--lr", "--resize", "--train-limit", "--test-limit", "--data-dir",
-         "--device", "--seed", "--out", "--resume", "--force", "--no-progress", "--dry-run"]
+         "--device", "--seed", "--out", "--resume", "--force", "--no-progress", "--devices", "--fast", "--dry-run"]
 
 
 def test_defaults_are_the_books():
@@ -50,3 +50,10 @@ def test_resume_and_force_contradict():
 def test_dry_run_is_two_batches_of_one_epoch():
     args = parse_args("torch", ["--dry-run", "--batch-size", "16", "--epochs", "5"])
     assert (args.epochs, args.train_limit, args.test_limit) == (1, 32, 16)
+
+
+def test_fast_is_opt_in_and_part_of_the_run_settings():
+    assert not BOOK.fast
+    assert hparams_from_args(parse_args("tf", ["--fast"])) == HParams(fast=True)
+    args = bench_parser("mxnet").parse_args(["--fast", "--profile", "prof"])
+    assert args.fast and str(args.profile) == "prof"

@@ -1,0 +1,74 @@
+"""The opt-in fast path (--fast): close to the book's float32, trainable, compiled the same, kept apart on resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from common.errors import UserError
+from common.spec import MIN_RESIZE
+from tests.backend.test_cli import train
+from tests.reference import cross_entropy
+from tests.synthetic import make_split
+
+BF16 = 2e-2  # bfloat16 keeps 8 significant bits: about 0.4% per rounding, a few roundings deep
+
+
+def _batch(fw, n: int = 32, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = make_split(n, seed=seed)
+    return fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu")), labels.astype(np.int64)
+
+
+def _twin(fw, net):
+    """A second network with `net`'s weights."""
+    twin = fw.model.alexnet(MIN_RESIZE)
+    fw.model.set_weights(twin, fw.model.get_weights(net))
+    return twin
+
+
+def _close(a: np.ndarray, b: np.ndarray, rel: float) -> bool:
+    """Whether `a` is within `rel` of `b`, relative to b's largest magnitude."""
+    return float(np.abs(a - b).max()) <= rel * float(np.abs(b).max())
+
+
+def test_fast_logits_are_the_faithful_ones_in_bf16(fw):
+    X, _ = _batch(fw)
+    net = fw.model.alexnet(MIN_RESIZE)
+    faithful = fw.model.predict(net, X)
+    fast = fw.train.fast_path(_twin(fw, net), fw.train.get_device("cpu"))
+    logits = fw.model.predict(fast, X)
+    assert logits.dtype == np.float32 and logits.shape == faithful.shape
+    assert _close(logits, faithful, BF16)
+
+
+def test_fast_step_lowers_the_loss(fw):
+    X, y = _batch(fw)
+    fast = fw.train.fast_path(fw.model.alexnet(MIN_RESIZE), fw.train.get_device("cpu"))
+    expected = cross_entropy(fw.model.predict(fast, X), y)
+    before = fw.train.sgd_step(fast, X, y, lr=0.01, dropout=False)
+    assert before == pytest.approx(expected, rel=BF16)
+    assert cross_entropy(fw.model.predict(fast, X), y) < before - 1e-4
+
+
+def test_compiled_fast_step_matches_the_uncompiled_one(fw):
+    """torch.compile (PyTorch), XLA (TensorFlow), static hybridize (MXNet) change speed, not the step."""
+    X, y = _batch(fw, 16, seed=9)
+    device = fw.train.get_device("cpu")
+    net = fw.model.alexnet(MIN_RESIZE)
+    plain = fw.train.fast_path(_twin(fw, net), device, compile=False)
+    compiled = fw.train.fast_path(_twin(fw, net), device, compile=True)
+    losses = [fw.train.sgd_step(n, X, y, lr=0.05, dropout=False) for n in (plain, compiled)]
+    assert losses[1] == pytest.approx(losses[0], rel=BF16)
+    assert _close(fw.model.predict(compiled, X), fw.model.predict(plain, X), 2 * BF16)
+
+
+def test_fast_run_trains_resumes_and_is_told_apart(fw, tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(fw, tiny_data, out, "--epochs", "1", "--fast")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hparams"]["fast"] is True and summary["memory"]["peak_mb"] > 0
+    with pytest.raises(UserError, match="fast False"):
+        train(fw, tiny_data, out, "--epochs", "2", "--resume")  # the faithful math cannot continue it
+    train(fw, tiny_data, out, "--epochs", "2", "--resume", "--fast")
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2] and "epoch 2/2" in capsys.readouterr().out
