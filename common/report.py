@@ -1,7 +1,7 @@
 """Tables for the heavy nox sessions, from the files the runs wrote (framework-free).
 
-    python -m common.report converge --min-acc 0.87 RUN_DIR...
-    python -m common.report bench BENCH.jsonl
+    python -m common.report converge --min-acc 0.87 [--book BOOK.jsonl] RUN_DIR...
+    python -m common.report bench BENCH.jsonl [BUDGET_RUN_DIR...]
 """
 
 import argparse
@@ -9,33 +9,71 @@ import json
 import sys
 from pathlib import Path
 
+from common.metrics import mode
+
+
+def _summary(run: Path) -> dict:
+    """A finished run's summary.json, with its mode (faithful or fast)."""
+    s = json.loads((run / "summary.json").read_text())
+    return {**s, "mode": mode(s["hparams"].get("fast", False))}
+
 
 def converge_table(runs: list[Path], min_acc: float) -> tuple[str, list[str]]:
-    """backend | device | epochs | final loss | train acc | test acc | wall time | images/s, and failures."""
-    rows = [f"{'backend':<8}{'device':<28}{'epochs':>7}{'loss':>8}{'train acc':>11}{'test acc':>10}"
+    """backend | mode | device | epochs | final loss | train acc | test acc | wall time | images/s, and failures."""
+    rows = [f"{'backend':<8}{'mode':<10}{'device':<28}{'epochs':>7}{'loss':>8}{'train acc':>11}{'test acc':>10}"
             f"{'wall s':>9}{'img/s':>9}"]
     failures = []
     for run in runs:
-        s = json.loads((run / "summary.json").read_text())
+        s = _summary(run)
         losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-        rows.append(f"{s['backend']:<8}{s['device'][:27]:<28}{s['epochs']:>7}{s['loss']:>8.3f}"
+        rows.append(f"{s['backend']:<8}{s['mode']:<10}{s['device'][:27]:<28}{s['epochs']:>7}{s['loss']:>8.3f}"
                     f"{s['train_acc']:>11.3f}{s['test_acc']:>10.3f}{s['wall_time']:>9.1f}"
                     f"{s['examples_per_sec']:>9.1f}")
+        name = f"{s['backend']} ({s['mode']})"
         if s["test_acc"] < min_acc:
-            failures.append(f"{s['backend']}: test acc {s['test_acc']:.3f} is below {min_acc}")
+            failures.append(f"{name}: test acc {s['test_acc']:.3f} is below {min_acc}")
         if len(losses) > 1 and not losses[-1] < losses[0]:
-            failures.append(f"{s['backend']}: the loss did not fall ({losses[0]:.3f} -> {losses[-1]:.3f})")
+            failures.append(f"{name}: the loss did not fall ({losses[0]:.3f} -> {losses[-1]:.3f})")
     return "\n".join(rows), failures
 
 
+def book_comparison(book: Path, runs: list[Path]) -> str:
+    """The book's data path against PyTorch's faithful run with the same settings: wall times and their ratio."""
+    b = json.loads(book.read_text().splitlines()[-1])
+    line = (f"the book's data path (4 loader workers, PIL per image): {b['wall_time']:.1f}s wall, "
+            f"test acc {b['test_acc']:.3f}")
+    faithful = [s for s in map(_summary, runs) if s["backend"] == "torch" and s["mode"] == "faithful"]
+    if faithful:
+        s = faithful[0]
+        line += (f"; PyTorch's faithful run: {s['wall_time']:.1f}s, test acc {s['test_acc']:.3f}: "
+                 f"{b['wall_time'] / s['wall_time']:.2f}x faster in wall time")
+    return line
+
+
 def bench_table(path: Path) -> str:
-    """backend | device | batch | input | training img/s | evaluation img/s, one row per measurement."""
-    rows = [f"{'backend':<18}{'device':<28}{'batch':>6}{'input':>6}{'train img/s':>13}{'eval img/s':>12}"]
+    """backend | mode | device | batch | input | training img/s | evaluation img/s | peak MiB, one row each."""
+    rows = [f"{'backend':<18}{'mode':<10}{'device':<28}{'batch':>6}{'input':>6}{'train img/s':>13}"
+            f"{'eval img/s':>12}{'peak MiB':>10}"]
     for line in path.read_text().splitlines():
         r = json.loads(line)
         evaluation = f"{r['eval_images_per_sec']:.1f}" if "eval_images_per_sec" in r else "-"
-        rows.append(f"{r['backend']:<18}{r['device'][:27]:<28}{r['batch_size']:>6}{r['resize']:>6}"
-                    f"{r['train_images_per_sec']:>13.1f}{evaluation:>12}")
+        memory = f"{r['memory']['peak_mb']:.0f}" if "memory" in r else "-"
+        rows.append(f"{r['backend']:<18}{r.get('mode', 'faithful'):<10}{r['device'][:27]:<28}{r['batch_size']:>6}"
+                    f"{r['resize']:>6}{r['train_images_per_sec']:>13.1f}{evaluation:>12}{memory:>10}")
+    return "\n".join(rows)
+
+
+def budget_table(runs: list[Path]) -> str:
+    """The same training budget at each batch size: steps taken, test acc, images/s and peak memory."""
+    rows = [f"{'backend':<8}{'batch':>6}{'input':>6}{'images':>9}{'steps':>7}{'loss':>8}{'test acc':>10}"
+            f"{'img/s':>9}{'peak MiB':>10}"]
+    for run in runs:
+        s, hp = _summary(run), _summary(run)["hparams"]
+        first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+        per_epoch = round(first["examples_per_sec"] * first["train_time"])  # training images in an epoch
+        images, steps = per_epoch * s["epochs"], s["epochs"] * -(-per_epoch // hp["batch_size"])
+        rows.append(f"{s['backend']:<8}{hp['batch_size']:>6}{hp['resize']:>6}{images:>9}{steps:>7}{s['loss']:>8.3f}"
+                    f"{s['test_acc']:>10.3f}{s['examples_per_sec']:>9.1f}{s['memory']['peak_mb']:>10.0f}")
     return "\n".join(rows)
 
 
@@ -45,12 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kind", choices=["converge", "bench"])
     p.add_argument("paths", nargs="+", type=Path)
     p.add_argument("--min-acc", type=float, default=0.87)
+    p.add_argument("--book", type=Path, default=None, help="converge: the book data path's run (JSON lines)")
     args = p.parse_args(argv)
-    if args.kind == "bench":
+    if args.kind == "bench":  # BENCH.jsonl, then the fixed-budget runs
         print(bench_table(args.paths[0]))
+        if args.paths[1:]:
+            print("\naccuracy after a fixed budget, per batch size (the book's exercise):")
+            print(budget_table(args.paths[1:]))
         return 0
     table, failures = converge_table(args.paths, args.min_acc)
     print(table)
+    if args.book:
+        print(book_comparison(args.book, args.paths))
     for failure in failures:
         print(f"NOT CONVERGED {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -3,6 +3,8 @@
 import importlib
 import json
 
+import pytest
+
 from common.spec import MIN_RESIZE
 
 
@@ -13,3 +15,31 @@ def test_bench_reports_training_and_evaluation_speed(backend, tmp_path, capsys):
     assert record["backend"] == backend and record["batch_size"] == 8 and record["resize"] == MIN_RESIZE
     assert record["train_images_per_sec"] > 0 and record["eval_images_per_sec"] > 0
     assert "training" in capsys.readouterr().out
+    assert record["mode"] == "faithful" and record["memory"]["peak_mb"] > 0
+
+
+def test_fast_bench_with_a_profile(backend, tmp_path, capsys):
+    bench = importlib.import_module(f"alexnet_{backend}.bench")
+    bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--fast",
+                "--profile", str(tmp_path / "prof"), "--json", str(tmp_path / "b.jsonl")])
+    assert json.loads((tmp_path / "b.jsonl").read_text())["mode"] == "fast"
+    printed = capsys.readouterr().out
+    traced = [p for p in (tmp_path / "prof").rglob("*") if p.is_file() and p.stat().st_size > 0]
+    assert traced, "no trace written"
+    if backend != "tf":  # TensorFlow's table is TensorBoard's; the others print theirs
+        assert "conv" in printed.lower() and "time" in printed.lower(), printed
+
+
+def test_the_books_data_path_times_a_whole_run(backend, tiny_data, tmp_path, capsys):
+    if backend != "torch":
+        pytest.skip("the book's data path is PyTorch's (torchvision's loader), as in the book")
+    from alexnet_torch import bench_book
+
+    bench_book.main(["--epochs", "2", "--data-dir", str(tiny_data), "--resize", str(MIN_RESIZE), "--batch-size", "64",
+                     "--json", str(tmp_path / "book.jsonl")])
+    record = json.loads((tmp_path / "book.jsonl").read_text())
+    assert record["epoch"] == 2 and record["wall_time"] > 0 and 0 <= record["test_acc"] <= 1
+    assert "epoch 2/2" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        bench_book.main(["--fast"])
+    assert e.value.code == 2 and "float32" in capsys.readouterr().err

@@ -3,35 +3,65 @@
 import json
 
 from common.hparams import HParams
-from common.metrics import long_run
-from common.report import bench_table, converge_table
+from common.metrics import long_run, memory_record
+from common.report import bench_table, book_comparison, budget_table, converge_table
 
 
-def fake_run(directory, backend, losses, test_acc):
+def fake_run(directory, backend, losses, test_acc, fast=False, batch_size=128, num_train=1000):
     directory.mkdir(parents=True)
-    (directory / "metrics.jsonl").write_text("".join(json.dumps({"loss": x}) + "\n" for x in losses))
+    records = [{"loss": x, "examples_per_sec": 100.0, "train_time": num_train / 100} for x in losses]
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (directory / "summary.json").write_text(json.dumps({
         "backend": backend, "device": "cpu", "epochs": len(losses), "loss": losses[-1], "train_acc": 0.9,
-        "test_acc": test_acc, "wall_time": 12.5, "examples_per_sec": 100.0}))
+        "test_acc": test_acc, "wall_time": 12.5, "examples_per_sec": 100.0,
+        "hparams": HParams(batch_size=batch_size, resize=67, fast=fast).to_dict(),
+        "memory": {"peak_mb": 1234.5, "what": "process peak RSS"}}))
     return directory
 
 
 def test_converge_table_passes_and_fails(tmp_path):
     good = fake_run(tmp_path / "a", "torch", [2.3, 0.5], 0.88)
+    fast = fake_run(tmp_path / "f", "torch", [2.3, 0.6], 0.875, fast=True)
     flat = fake_run(tmp_path / "b", "tf", [2.3, 2.31], 0.88)
-    low = fake_run(tmp_path / "c", "mxnet", [2.3, 1.0], 0.5)
-    table, failures = converge_table([good, flat, low], min_acc=0.87)
-    assert "torch" in table and "0.880" in table
-    assert failures == ["tf: the loss did not fall (2.300 -> 2.310)", "mxnet: test acc 0.500 is below 0.87"]
+    low = fake_run(tmp_path / "c", "mxnet", [2.3, 1.0], 0.5, fast=True)
+    table, failures = converge_table([good, fast, flat, low], min_acc=0.87)
+    rows = table.splitlines()
+    assert "faithful" in rows[1] and "0.880" in rows[1] and "fast" in rows[2] and "0.875" in rows[2]
+    assert failures == ["tf (faithful): the loss did not fall (2.300 -> 2.310)",
+                        "mxnet (fast): test acc 0.500 is below 0.87"]
 
 
 def test_bench_table(tmp_path):
     path = tmp_path / "b.jsonl"
-    path.write_text(json.dumps({"backend": "torch", "device": "cpu", "batch_size": 128, "resize": 224,
-                                "train_images_per_sec": 50.04, "eval_images_per_sec": 150.0}) + "\n")
-    assert "50.0" in bench_table(path) and "150.0" in bench_table(path)
+    path.write_text(json.dumps({"backend": "torch", "mode": "fast", "device": "cpu", "batch_size": 128,
+                                "resize": 224, "train_images_per_sec": 50.04, "eval_images_per_sec": 150.0,
+                                "memory": {"peak_mb": 1439.6, "what": "process peak RSS"}}) + "\n")
+    row = bench_table(path).splitlines()[1]
+    assert "fast" in row and "50.0" in row and "150.0" in row and "1440" in row
+
+
+def test_budget_table_counts_steps(tmp_path):
+    runs = [fake_run(tmp_path / str(b), "torch", [2.3, 1.0], 0.7, batch_size=b) for b in (32, 256)]
+    rows = budget_table(runs).splitlines()
+    assert rows[1].split()[:5] == ["torch", "32", "67", "2000", "64"]  # 2 epochs of ceil(1000 / 32) steps
+    assert rows[2].split()[:5] == ["torch", "256", "67", "2000", "8"] and rows[2].split()[-1] == "1234"
 
 
 def test_long_run_threshold():
     assert long_run(HParams(), 60_000, 10)
     assert not long_run(HParams(resize=67), 256, 2)
+
+
+def test_memory_record_defaults_to_this_process():
+    assert memory_record(2048.04, "CUDA max_memory_allocated") == {"peak_mb": 2048.0,
+                                                                   "what": "CUDA max_memory_allocated"}
+    ours = memory_record()
+    assert ours["what"] == "process peak RSS" and 10 < ours["peak_mb"] < 100_000  # MiB: pytest needs some
+
+
+def test_book_comparison_is_a_wall_time_ratio(tmp_path):
+    runs = [fake_run(tmp_path / "fast", "torch", [2.3, 1.0], 0.7, fast=True),
+            fake_run(tmp_path / "faithful", "torch", [2.3, 1.0], 0.7)]
+    book = tmp_path / "book.jsonl"
+    book.write_text(json.dumps({"wall_time": 50.0, "test_acc": 0.69}) + "\n")
+    assert book_comparison(book, runs).endswith("12.5s, test acc 0.700: 4.00x faster in wall time")
