@@ -78,7 +78,8 @@ def evaluate_book(net: nn.Module, loader: DataLoader, device: torch.device) -> f
     return correct.item() / len(loader.dataset)
 
 
-def book_run(net: nn.Module, data: fashion_mnist.FashionMNIST, args, device: torch.device) -> dict:
+def book_run(net: nn.Module, data: fashion_mnist.FashionMNIST, args: argparse.Namespace,
+             device: torch.device) -> dict:
     """The book's whole run through its loader: each epoch's training and test pass, timed end to end."""
     train_loader = book_loader(data.train_images, data.train_labels, args.resize, args.batch_size, True, device)
     test_loader = book_loader(data.test_images, data.test_labels, args.resize, args.batch_size, False, device)

@@ -68,7 +68,8 @@ def budget_table(runs: list[Path]) -> str:
     rows = [f"{'backend':<8}{'batch':>6}{'input':>6}{'images':>9}{'steps':>7}{'loss':>8}{'test acc':>10}"
             f"{'img/s':>9}{'peak MiB':>10}"]
     for run in runs:
-        s, hp = _summary(run), _summary(run)["hparams"]
+        s = _summary(run)
+        hp = s["hparams"]
         first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
         per_epoch = round(first["examples_per_sec"] * first["train_time"])  # training images in an epoch
         images, steps = per_epoch * s["epochs"], s["epochs"] * -(-per_epoch // hp["batch_size"])
