@@ -49,15 +49,8 @@ def time_evaluation(net: keras.Sequential, test_iter: DataIter) -> float:
 
 def profile_training(net: keras.Sequential, train_iter: DataIter, lr: float, out: Path) -> str:
     """A pass of training steps traced into `out`, for TensorBoard's profiler (it prints no table)."""
-    trainer = keras.optimizers.SGD(learning_rate=lr)
-    trainer.build(net.trainable_variables)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    step = step_function(net)
     tf.profiler.experimental.start(str(out))
-    with tf.device(train_iter.device):
-        for X, y in train_iter:
-            l, _ = step(net, X, y, loss, trainer)
-        l.numpy()  # waits for the device
+    time_training(net, train_iter, lr)  # the same pass of steps, once more, under the profiler
     tf.profiler.experimental.stop()
     return (f"trace written to {out}: pip install tensorboard tensorboard-plugin-profile, then "
             f"tensorboard --logdir {out} (Profile tab)")

@@ -50,12 +50,8 @@ def profile_training(net: nn.Module, train_iter: DataIter, lr: float, out: Path)
     """Where a pass of training steps spends its time: the top ops by self time, and a trace in `out`."""
     cuda = train_iter.device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
-    trainer, loss = torch.optim.SGD(net.parameters(), lr=lr), nn.CrossEntropyLoss()
-    net.train()
     with profile(activities=activities) as prof:
-        for X, y in train_iter:
-            l, _ = train_step(net, X, y, loss, trainer)
-        l.item()  # waits for the device
+        time_training(net, train_iter, lr)  # the same pass of steps, once more, under the profiler
     out.mkdir(parents=True, exist_ok=True)
     prof.export_chrome_trace(str(out / "trace.json"))
     return prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
