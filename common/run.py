@@ -11,8 +11,11 @@ Layout of `--out`:
 
 import json
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from common.atomic import atomic_path, atomic_write_text
@@ -26,6 +29,27 @@ RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors",
 def diverged(record: dict) -> bool:
     """Whether an epoch's loss or accuracies are not finite numbers (the run blew up)."""
     return not all(math.isfinite(record[k]) for k in ("loss", "train_acc", "test_acc"))
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done, then raise KeyboardInterrupt.
+
+    An interrupt that lands inside a C extension's import (matplotlib's, on the first plot) makes
+    the interpreter abort instead of stopping cleanly; held, it arrives once the epoch is recorded.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    held = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 class Interrupted(UserError):
@@ -111,20 +135,21 @@ class Run:
             kept = f"the checkpoint of epoch {self.start_epoch} is kept" if self.history else "nothing was saved"
             raise UserError(f"the training loss became {record['loss']} in epoch {record['epoch']}: "
                             f"the run diverged (try a smaller --lr); {kept} in {self.out}")
-        history = [*self.history, record]
-        name = f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}"
-        with atomic_path(self.out / name) as tmp:
-            write_checkpoint(tmp)
-        state = {"backend": self.backend, "hparams": self.hparams.to_dict(),
-                 "epoch": record["epoch"], "checkpoint": name, "history": history}
-        atomic_write_text(self.state_path, json.dumps(state, indent=1))
-        for old in self.out.glob(f"checkpoint-*.{self.ckpt_ext}"):
-            if old.name != name:
-                old.unlink()
-        self.history, self.checkpoint = history, self.out / name
-        write_metrics(self.metrics_path, history)
-        plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
-        print(epoch_line(record, self.hparams.num_epochs), flush=True)
+        with interrupts_held():  # Ctrl-C here lands after the epoch's files, not inside an import or a write
+            history = [*self.history, record]
+            name = f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}"
+            with atomic_path(self.out / name) as tmp:
+                write_checkpoint(tmp)
+            state = {"backend": self.backend, "hparams": self.hparams.to_dict(),
+                     "epoch": record["epoch"], "checkpoint": name, "history": history}
+            atomic_write_text(self.state_path, json.dumps(state, indent=1))
+            for old in self.out.glob(f"checkpoint-*.{self.ckpt_ext}"):
+                if old.name != name:
+                    old.unlink()
+            self.history, self.checkpoint = history, self.out / name
+            write_metrics(self.metrics_path, history)
+            plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
+            print(epoch_line(record, self.hparams.num_epochs), flush=True)
 
     def interrupted(self, command: str | None = None) -> Interrupted:
         """The error to raise on Ctrl-C or SIGTERM, naming what was kept and how to go on."""

@@ -3,12 +3,14 @@
 import errno
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
+from common.cli import _sigterm
 from common.errors import UserError
 from common.hparams import HParams
 from common.metrics import book_line, epoch_record, estimate, examples_per_sec
@@ -83,6 +85,27 @@ def test_more_epochs_may_be_added_on_resume_but_not_fewer(tmp_path):
     with pytest.raises(UserError, match="has done its 1 epochs"):
         Run(tmp_path, "x", HParams(num_epochs=1, resize=67), "ckpt", resume=True)
     assert Run(tmp_path, "x", HP, "ckpt", resume=True).start_epoch == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_the_epochs_files_waits_for_them(tmp_path, sig):
+    before = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM as the commands treat it: like Ctrl-C
+    try:
+        run = Run(tmp_path, "x", HP, "ckpt")
+
+        def write_then_get_interrupted(path):
+            os.kill(os.getpid(), sig)  # as if the user pressed Ctrl-C (or was sent SIGTERM) right now
+            path.write_text("one")
+
+        with pytest.raises(KeyboardInterrupt):
+            run.end_epoch(record(1), write_then_get_interrupted)
+        resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)  # the whole epoch was recorded first
+        assert resumed.start_epoch == 1 and resumed.checkpoint.read_text() == "one"
+        assert (tmp_path / "curves.png").is_file() and (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+        assert signal.getsignal(signal.SIGTERM) is _sigterm
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_interrupt_message_says_how_to_continue(tmp_path):
