@@ -1,7 +1,8 @@
 """Sessions, one virtual environment per backend (MXNet needs numpy<1.24, so they cannot share one).
 
-Default (what CI runs): lint, common, torch, tf, mxnet, compare_shapes, parity.
-Heavy, on demand: converge and bench (see their docstrings for what they need).
+Default (what CI runs): lint, common, backend (one per backend: `nox -s "backend(torch)"` runs one),
+compare_shapes, parity. Heavy, on demand: converge and bench (see their docstrings for what they need).
+The backends and what each installs come from one list, common/backends.py.
 """
 
 import json
@@ -12,27 +13,30 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "common", "torch", "tf", "mxnet", "compare_shapes", "parity"]
-nox.options.error_on_missing_interpreters = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the project's own framework-free list
+from common.backends import BACKENDS, NAMES
 
-# What each backend's venv holds. CI gets CPU builds: torch==2.13.0 is the CPU wheel this
-# project's CI machine has on disk (set NOX_TORCH to test another build); tensorflow-cpu
-# stands in for tensorflow. A user installs the extras instead: pip install ".[torch]".
-BACKENDS = {
-    "torch": [os.environ.get("NOX_TORCH", "torch==2.13.0"), "-e", ".[test]"],
-    "tf": ["tensorflow-cpu>=2.16", "-e", ".[test]"],
-    "mxnet": ["-e", ".[mxnet,test]"],
-}
+nox.options.sessions = ["lint", "common", "backend", "compare_shapes", "parity"]
+nox.options.error_on_missing_interpreters = True
 EXCHANGE = Path(".nox") / "_exchange"  # framework-free files passed between the venvs
 
 
+def install(backend: str) -> list[str]:
+    """What a backend's venv holds: CPU builds of its framework (NOX_TORCH may name another PyTorch) and
+    the project with its extra; a user installs the extra alone: pip install ".[torch]"."""
+    ci = [os.environ.get("NOX_TORCH", req) if req.startswith("torch==") else req
+          for req in BACKENDS[backend].ci_install]
+    extra = BACKENDS[backend].extra if not ci else None  # a CPU build stands in for the extra's framework
+    return [*ci, "-e", f".[{extra},test]" if extra else ".[test]"]
+
+
 def backend_python(session: nox.Session, backend: str) -> str:
-    """The Python of a backend's venv (.nox/<backend>), made like its test session's when missing."""
-    venv = Path(".nox") / backend
+    """The Python of a backend's venv (the backend session's), made like it when missing."""
+    venv = Path(".nox") / f"backend-{backend}"
     python = venv / "bin" / "python"
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
-        session.run(str(python), "-m", "pip", "install", "-q", *BACKENDS[backend], external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", *install(backend), external=True)
     return str(python.absolute())  # not resolve(): the venv python is a symlink to the base one
 
 
@@ -50,28 +54,12 @@ def common(session: nox.Session) -> None:
     session.run("pytest", "tests/common", *session.posargs)
 
 
-def _backend_tests(session: nox.Session, backend: str) -> None:
-    """Install one backend in this session's venv and run the shared backend tests against it."""
-    session.install(*BACKENDS[backend])
-    session.run("pytest", "tests/backend", "--backend", backend, *session.posargs)
-
-
 @nox.session
-def torch(session: nox.Session) -> None:
-    """PyTorch backend tests (CPU build)."""
-    _backend_tests(session, "torch")
-
-
-@nox.session
-def tf(session: nox.Session) -> None:
-    """TensorFlow (Keras 3) backend tests (tensorflow-cpu)."""
-    _backend_tests(session, "tf")
-
-
-@nox.session
-def mxnet(session: nox.Session) -> None:
-    """MXNet (Gluon) backend tests (mxnet 1.9.1, numpy<1.24)."""
-    _backend_tests(session, "mxnet")
+@nox.parametrize("name", NAMES, ids=NAMES)
+def backend(session: nox.Session, name: str) -> None:
+    """The shared backend tests against one backend, in its own venv (CPU builds)."""
+    session.install(*install(name))
+    session.run("pytest", "tests/backend", "--backend", name, *session.posargs)
 
 
 @nox.session
@@ -81,7 +69,7 @@ def compare_shapes(session: nox.Session) -> None:
     out = EXCHANGE / "shapes"
     out.mkdir(parents=True, exist_ok=True)
     reports = []
-    for backend in BACKENDS:
+    for backend in NAMES:
         python = backend_python(session, backend)
         for resize in (224, 100, 67):
             proc = subprocess.run([python, "-m", f"alexnet_{backend}.model", "--json", "--resize", str(resize)],
@@ -97,12 +85,12 @@ def compare_shapes(session: nox.Session) -> None:
 @nox.session
 def parity(session: nox.Session) -> None:
     """Same weights, same batch: resized pixels, logits, loss and one SGD step agree across backends,
-    and weights trained briefly in each backend give the same test accuracy in all three."""
+    and weights trained briefly in each backend give the same test accuracy in all of them."""
     session.install("-e", ".[test]")
     work = EXCHANGE / "parity"
     session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r}, ignore_errors=True)")
     session.run("python", "-m", "tests.parity_check", "make", "--dir", str(work))
-    pythons = {backend: backend_python(session, backend) for backend in BACKENDS}
+    pythons = {backend: backend_python(session, backend) for backend in NAMES}
     for backend, python in pythons.items():
         for resize in (224, 67):
             session.run(python, "-m", "tests.parity_worker", "step", "--backend", backend, "--resize",
@@ -135,7 +123,7 @@ def _cpu_or_gpu(session: nox.Session) -> bool:
     """Whether PyTorch's venv sees a CUDA GPU; says so when it does not."""
     gpu = _has_gpu(backend_python(session, "torch"))
     if not gpu:
-        session.log("no CUDA GPU: running the reduced CPU version in all three backends")
+        session.log("no CUDA GPU: running the reduced CPU version in every backend")
     return gpu
 
 
@@ -145,7 +133,7 @@ def converge(session: nox.Session) -> None:
     mode only). Needs the real Fashion-MNIST (see README). With a CUDA GPU: the book's full run (10
     epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87 (the venvs hold CPU builds of
     TensorFlow and MXNet: train those on a GPU by hand, see README). Without one: a reduced run in all
-    three backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that must reach test
+    backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that must reach test
     acc >= 0.5 (five times chance), 12 minutes on 2 CPU cores for both modes. Either way the
     loss must fall. The same run then goes through the book's own data path (a DataLoader with 4
     workers, PIL per image) and the table ends with the wall-time ratio of the two."""
@@ -157,7 +145,7 @@ def converge(session: nox.Session) -> None:
     if _cpu_or_gpu(session):
         backends, flags, min_acc = ["torch"], [], "0.87"
     else:
-        backends, min_acc = list(BACKENDS), "0.5"
+        backends, min_acc = list(NAMES), "0.5"
         flags = ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000", "--epochs", "4",
                  "--batch-size", "64", "--lr", "0.03"]
     runs = []
@@ -185,7 +173,7 @@ def bench(session: nox.Session) -> None:
     (and the fast path at 128), beside the book's own data path (4 loader workers, PIL resize per
     image) as the reference. Accuracy after a fixed budget, per batch size: real Fashion-MNIST (see
     README), the book's lr; with a GPU 2 epochs at 224 (PyTorch), without one 1 epoch of 10,000 images
-    at 67 (lr 0.03, all three backends). On 2 CPU cores this took 11.5 minutes. Pass --steps N
+    at 67 (lr 0.03, every backend). On 2 CPU cores this took 11.5 minutes. Pass --steps N
     after -- to change the timed steps."""
     session.install("-e", ".")
     out = EXCHANGE / "bench"
@@ -193,7 +181,7 @@ def bench(session: nox.Session) -> None:
     results.unlink(missing_ok=True)
     steps = session.posargs or ["--steps", "3"]
     gpu = _cpu_or_gpu(session)
-    for backend in BACKENDS:
+    for backend in NAMES:
         python = backend_python(session, backend)
         for batch_size, mode in [("32", "faithful"), ("64", "faithful"), ("128", "faithful"), ("128", "fast"),
                                  ("256", "faithful")]:
@@ -204,7 +192,7 @@ def bench(session: nox.Session) -> None:
     budget = ["--epochs", "2"] if gpu else ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000",
                                              "--epochs", "1", "--lr", "0.03"]
     runs = []
-    for backend in ["torch"] if gpu else BACKENDS:
+    for backend in ["torch"] if gpu else NAMES:
         for batch_size in ("32", "64", "128", "256"):
             runs.append(str(out / f"budget-{backend}-{batch_size}"))
             session.run(backend_python(session, backend), "-m", f"alexnet_{backend}.train", *budget,

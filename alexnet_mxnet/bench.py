@@ -9,8 +9,9 @@ from mxnet.gluon import nn
 
 from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
 from alexnet_mxnet.model import alexnet
-from alexnet_mxnet.train import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
-from common.cli import bench_parser, run_cli
+from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
+from common.cli import bench_parser
+from common.errors import run_cli
 from common.metrics import bench_result, report_bench
 from common.synthetic import bench_dataset
 

@@ -1,5 +1,7 @@
 """Fashion-MNIST for MXNet: held on the device as uint8, resized per minibatch there."""
 
+from collections.abc import Iterator
+
 import mxnet as mx
 import numpy as np
 from mxnet import npx
@@ -30,7 +32,10 @@ def preprocess(images: np.ndarray, resize: int, device: mx.Context) -> np.ndarra
 
 
 class DataIter(Minibatches):
-    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
+    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed.
+
+    With --devices N the one process still gets every whole minibatch: parallel.py shards it over the replicas.
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: mx.Context, shuffle: bool, seed: int):
@@ -39,12 +44,20 @@ class DataIter(Minibatches):
         self.labels = mx.np.array(labels, dtype=np.int64, ctx=device)  # (N,) int64
         self.resize, self.device = resize, device
 
-    def __iter__(self):
-        order = self.order()
-        order = mx.np.array(order, dtype=np.int64, ctx=self.device)
+    def __iter__(self) -> Iterator[tuple[mx.np.ndarray, mx.np.ndarray]]:
+        for X, y, _ in self.shards():
+            yield X, y
+
+    def total(self, x: mx.np.ndarray) -> mx.np.ndarray:
+        """`x` summed over the replicas' shards: one process saw them all, so `x` itself."""
+        return x
+
+    def shards(self) -> Iterator[tuple[mx.np.ndarray, mx.np.ndarray, int]]:
+        """(X, y) of each minibatch, with the minibatch's size: the whole of it (one process drives every replica)."""
+        order = mx.np.array(self.order(), dtype=np.int64, ctx=self.device)  # one copy to the device per pass
         for i in range(0, self.num_examples, self.batch_size):
             idx = order[i:i + self.batch_size]
-            yield resize_batch(self.images[idx], self.resize), self.labels[idx]
+            yield resize_batch(self.images[idx], self.resize), self.labels[idx], len(idx)
 
 
 # ---- Loading ----

@@ -7,7 +7,8 @@ import numpy as np  # real NumPy, as in the other backends; MXNet's arrays are s
 from mxnet import init, npx
 from mxnet.gluon import nn
 
-from common.cli import model_parser, run_cli
+from common.cli import model_parser
+from common.errors import run_cli
 from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
 from common.shapes import canonical_names, make_report
 from common.spec import check_resize

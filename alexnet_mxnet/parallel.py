@@ -14,17 +14,26 @@ import numpy as np
 from mxnet import autograd, gluon, npx
 from mxnet.gluon import nn
 
-from alexnet_mxnet.model import alexnet, get_weights, set_weights
+from alexnet_mxnet.step import device_name, get_device, train_step
 from common.batches import shard
 from common.errors import UserError
+from common.replicas import Replicas, Step
 
 npx.set_np()
 
 # ---- Replicas ----
 
 
-def replicas(devices: int, device: mx.Context) -> list[mx.Context]:
-    """The contexts to train on: `devices` GPUs, or `devices` CPU contexts when `device` is the CPU."""
+def replicas(devices: int, device: str = "auto") -> Replicas:
+    """The contexts to train on: `devices` GPUs, or `devices` CPU contexts when `--device` is the CPU."""
+    here = get_device(device)
+    contexts = _contexts_for(devices, here)
+    return Replicas(device=contexts[0], name=_name(contexts), on_cpu=here.device_type == "cpu",
+                    count=len(contexts), engine=contexts)
+
+
+def _contexts_for(devices: int, device: mx.Context) -> list[mx.Context]:
+    """`devices` GPUs, or `devices` CPU contexts when `device` is the CPU."""
     if device.device_type == "cpu":
         return [mx.cpu(i) for i in range(devices)]  # [mx.cpu()] for 1: the one-device run, unchanged
     found = mx.context.num_gpus()
@@ -34,31 +43,30 @@ def replicas(devices: int, device: mx.Context) -> list[mx.Context]:
     return [mx.gpu(i) for i in range(devices)]
 
 
-def replicas_name(contexts: list[mx.Context], name: str) -> str:
+def _name(contexts: list[mx.Context]) -> str:
     """The device name for the book's line, widened to the replicas: `cpu(0)` becomes `cpu(0)+cpu(1)`."""
-    if len(contexts) == 1:
-        return name
-    return "+".join(str(ctx) for ctx in contexts)  # str(): the book's names, cpu(0) and gpu(0)
+    return "+".join(device_name(ctx) for ctx in contexts)  # the book's names, cpu(0) and gpu(0)
 
 
-def replicate(net: nn.HybridSequential, contexts: list[mx.Context]) -> None:
+def replicate(net: nn.HybridSequential, replicas: Replicas) -> None:
     """Give every context a copy of the network's parameters (before making its Trainer)."""
-    if len(contexts) > 1:  # one device: nothing to copy
-        net.collect_params().reset_ctx(contexts)  # the weights drawn on the first context, copied: no new draws
+    if replicas.count > 1:  # one device: nothing to copy
+        net.collect_params().reset_ctx(replicas.engine)  # the weights drawn on the first context, copied: no new draws
 
 
-def replica_contexts(net: nn.HybridSequential) -> list[mx.Context]:
+def close(replicas: Replicas) -> None:
+    """Nothing to leave: one process holds every replica."""
+
+
+def _contexts(net: nn.HybridSequential) -> list[mx.Context]:
     """The contexts holding the network's replicas, in order."""
     return next(iter(net.collect_params().values())).list_ctx()  # every parameter lives on the same ones
 
 
-def replica_weights(net: nn.HybridSequential, device: mx.Context) -> dict[str, np.ndarray]:
-    """The canonical weights of the replica on `device` (each parameter's param.data(device))."""
-    with device:  # on several contexts, Parameter.data() reads the current context's copy
-        return get_weights(net)
+# ---- Data-parallel step ----
 
 
-def split_batch(X: mx.np.ndarray, y: mx.np.ndarray,
+def _split_batch(X: mx.np.ndarray, y: mx.np.ndarray,
                 contexts: list[mx.Context]) -> list[tuple[mx.np.ndarray, mx.np.ndarray]]:
     """A global minibatch cut into each replica's contiguous shard (common.batches.shard), on its context."""
     shards = []
@@ -73,8 +81,8 @@ def split_batch(X: mx.np.ndarray, y: mx.np.ndarray,
 def train_batch(net: nn.HybridSequential, X: mx.np.ndarray, y: mx.np.ndarray, loss: gluon.loss.Loss,
                 trainer: gluon.Trainer) -> tuple[mx.np.ndarray, mx.np.ndarray]:
     """One data-parallel SGD step on a global minibatch; returns the summed loss and the number correct."""
-    contexts = replica_contexts(net)
-    shards = split_batch(X, y, contexts)
+    contexts = _contexts(net)
+    shards = _split_batch(X, y, contexts)
     with autograd.record():  # train mode: dropout on
         y_hats = [net(X_i) for X_i, _ in shards]  # (B / devices, 10), each on its replica's context
         ls = [loss(y_hat, y_i) for y_hat, (_, y_i) in zip(y_hats, shards)]  # one loss per example
@@ -94,31 +102,18 @@ def train_batch(net: nn.HybridSequential, X: mx.np.ndarray, y: mx.np.ndarray, lo
     return l, correct
 
 
-# ---- Data-parallel steps ----
-
-
-def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr: float,
-                        batch_size: int, devices: int) -> list[dict[str, np.ndarray]]:
-    """SGD over X, y once on `devices` CPU replicas, dropout off; each replica's final canonical weights."""
-    from alexnet_mxnet.train import _without_dropout  # here, not at the top: train.py imports this module
-
-    contexts = replicas(devices, mx.cpu())
-    net = alexnet(X.shape[-1], contexts[0])
-    set_weights(net, weights)
-    replicate(net, contexts)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": lr}, kvstore="device")
-    no_dropout = _without_dropout(net)  # dropout off, trained in train mode: see train.sgd_step
+def make_step(net: nn.HybridSequential, trainer: gluon.Trainer, replicas: Replicas) -> Step:
+    """The training step, chosen once: step(X, y, n) -> (summed loss, number correct)."""
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    for i in range(0, len(y), batch_size):  # global minibatches in order, the last possibly smaller
-        X_batch = mx.np.array(X[i:i + batch_size], dtype=np.float32, ctx=contexts[0])
-        y_batch = mx.np.array(y[i:i + batch_size], dtype=np.int64, ctx=contexts[0])
-        train_batch(no_dropout, X_batch, y_batch, loss, trainer)
-    return [replica_weights(net, ctx) for ctx in contexts]
+    if replicas.count == 1:
+        return lambda X, y, n: train_step(net, X, y, loss, trainer)
+    # X is the whole minibatch of n (one process drives every replica): train_batch shards it.
+    return lambda X, y, n: train_batch(net, X, y, loss, trainer)
 
 
 # ---- Launch ----
 
 
-def launch_command(devices: int) -> list[str]:
-    """The command that trains on `devices` replicas here: one process, every context inside it."""
-    return [sys.executable, "-m", "alexnet_mxnet.train"]
+def launch_command(devices: int, module: str = "alexnet_mxnet.train") -> list[str]:
+    """The command prefix that runs `module` on `devices` replicas here: one process, every context inside it."""
+    return [sys.executable, "-m", module]

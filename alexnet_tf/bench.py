@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from alexnet_tf.data import DataIter, load_data_fashion_mnist
 from alexnet_tf.model import alexnet
-from alexnet_tf.train import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, step_function
-from common.cli import bench_parser, run_cli
+from alexnet_tf.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
+from common.cli import bench_parser
+from common.errors import run_cli
 from common.metrics import bench_result, report_bench
 from common.synthetic import bench_dataset
 
@@ -24,13 +25,12 @@ def time_training(net: keras.Sequential, train_iter: DataIter, lr: float) -> flo
     trainer.build(net.trainable_variables)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.device(train_iter.device):
-        step = step_function(net)
         batches = iter(train_iter)
         X, y = next(batches)
-        step(net, X, y, loss, trainer)[0].numpy()  # warm-up (and tracing)
+        train_step(net, X, y, loss, trainer)[0].numpy()  # warm-up (and tracing)
         start, n = time.perf_counter(), 0
         for X, y in batches:
-            l, _ = step(net, X, y, loss, trainer)
+            l, _ = train_step(net, X, y, loss, trainer)
             n += len(y)
         l.numpy()  # waits for the device
     return n / (time.perf_counter() - start)

@@ -1,5 +1,7 @@
 """Fashion-MNIST for TensorFlow: held on the device as uint8, resized per minibatch there."""
 
+from collections.abc import Iterator
+
 import numpy as np
 import tensorflow as tf
 
@@ -26,7 +28,11 @@ def preprocess(images: np.ndarray, resize: int, device: str) -> np.ndarray:
 
 
 class DataIter(Minibatches):
-    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed."""
+    """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed.
+
+    With several replicas (--devices N), this one process still yields every whole minibatch:
+    tf.distribute cuts it into the replicas' shares (alexnet_tf/parallel.py).
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
                  device: str, shuffle: bool, seed: int):
@@ -36,7 +42,16 @@ class DataIter(Minibatches):
             self.labels = tf.identity(labels)  # (N,) int64
         self.resize, self.device = resize, device
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
+        for X, y, _ in self.shards():
+            yield X, y
+
+    def total(self, x: tf.Tensor) -> tf.Tensor:
+        """`x` summed over the replicas' shards: `x` itself, as one process holds all the shards."""
+        return x
+
+    def shards(self) -> Iterator[tuple[tf.Tensor, tf.Tensor, int]]:
+        """This process's (X, y) of each minibatch, with the minibatch's size: all of it, every replica's share."""
         order = self.order()
         with tf.device(self.device):
             order = tf.identity(order)
@@ -44,7 +59,7 @@ class DataIter(Minibatches):
             with tf.device(self.device):  # not around the yield: the scope would leak to the caller
                 idx = order[i:i + self.batch_size]
                 X, y = resize_batch(tf.gather(self.images, idx), self.resize), tf.gather(self.labels, idx)
-            yield X, y
+            yield X, y, len(y)
 
 
 # ---- Loading ----

@@ -3,6 +3,7 @@
 Each replica holds a copy of every variable, takes a contiguous share of every global minibatch, and
 Keras's optimizer sums the replicas' gradients (an all-reduce) before each replica applies the same
 update, so the copies stay identical. On a CPU-only machine the replicas are virtual CPU devices.
+One process drives them all: no launcher, and it alone reads and writes the run directory.
 """
 
 import sys
@@ -11,16 +12,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.model import alexnet, get_weights, set_weights
+from alexnet_tf.step import device_name, get_device, train_step
 from common.batches import shard
 from common.errors import UserError
-from common.exchange import read_steps, steps_in_subprocess, write_replica
+from common.replicas import Replicas, Step
 
 # ---- Replicas ----
 
 
-def replicas(devices: int, device: str) -> tf.distribute.Strategy:
-    """A MirroredStrategy over `devices` GPUs or virtual CPU devices; for 1, TensorFlow's default strategy."""
+def replicas(devices: int, device: str = "auto") -> Replicas:
+    """A MirroredStrategy over `devices` GPUs or virtual CPU devices on `--device`; for 1, TensorFlow's default."""
+    here = get_device(device)
+    strategy = _strategy(devices, here)
+    count = strategy.num_replicas_in_sync  # as the strategy counts them
+    return Replicas(here, _name(strategy, device_name(here)), on_cpu=here.startswith("/CPU"), count=count,
+                    engine=strategy)
+
+
+def _strategy(devices: int, device: str) -> tf.distribute.Strategy:
+    """The strategy for `devices` replicas of `device`'s kind (the default strategy for one)."""
     if devices == 1:
         return tf.distribute.get_strategy()  # no replicas: the one-device code path, unchanged
     if device.startswith("/GPU"):
@@ -44,7 +54,7 @@ def _virtual_cpus(devices: int) -> None:
                             f"its first operation: call replicas() first, in a fresh process") from None
 
 
-def replicas_name(strategy: tf.distribute.Strategy, name: str) -> str:
+def _name(strategy: tf.distribute.Strategy, name: str) -> str:
     """The device name for the book's line, widened to the replicas: `/CPU:0` becomes `/CPU:0+/CPU:1`."""
     if strategy.num_replicas_in_sync == 1:
         return name
@@ -52,14 +62,14 @@ def replicas_name(strategy: tf.distribute.Strategy, name: str) -> str:
     return name.replace(short[0], "+".join(short), 1)
 
 
-def local_copies(variable: keras.Variable, strategy: tf.distribute.Strategy | None = None) -> tuple:
-    """Each replica's copy of a Keras variable (just the variable on one device)."""
-    if strategy is None:
-        return (variable,)
-    return strategy.experimental_local_results(variable.value)
+def close(replicas: Replicas) -> None:
+    """Nothing to leave: the strategy lives and ends with this one process."""
 
 
-def split_batch(strategy: tf.distribute.Strategy, X: tf.Tensor, y: tf.Tensor) -> tuple:
+# ---- Data-parallel step ----
+
+
+def _split_batch(strategy: tf.distribute.Strategy, X: tf.Tensor, y: tf.Tensor) -> tuple:
     """A global minibatch cut into each replica's contiguous share (common.batches.shard)."""
 
     def share(ctx: tf.distribute.experimental.ValueContext) -> tuple[tf.Tensor, tf.Tensor]:
@@ -97,58 +107,26 @@ def _mirrored_step(strategy: tf.distribute.Strategy, net: keras.Sequential, X: t
     return strategy.reduce(SUM, l, axis=None), strategy.reduce(SUM, correct, axis=None)
 
 
-def train_batch(strategy: tf.distribute.Strategy, net: keras.Sequential, X: tf.Tensor, y: tf.Tensor,
-                trainer: keras.optimizers.Optimizer, training: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
-    """One data-parallel SGD step on a global minibatch; returns the summed loss and the number correct."""
-    X_shares, y_shares = split_batch(strategy, X, y)
-    return _mirrored_step(strategy, net, X_shares, y_shares, trainer, len(y), training)
+def train_batch(net: keras.Sequential, X: tf.Tensor, y: tf.Tensor, n: int, trainer: keras.optimizers.Optimizer,
+                training: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+    """One SGD step on every replica's share of a minibatch of `n`; the summed loss and number correct."""
+    strategy = net.distribute_strategy  # the strategy whose scope the network was built in
+    X_shares, y_shares = _split_batch(strategy, X, y)
+    return _mirrored_step(strategy, net, X_shares, y_shares, trainer, n, training)
 
 
-# ---- Data-parallel steps ----
-
-
-def _steps_here(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr: float, batch_size: int,
-                devices: int) -> list[dict[str, np.ndarray]]:
-    """data_parallel_steps in this process (which must not have run a TensorFlow op yet)."""
-    strategy = replicas(devices, "/CPU:0")
-    with strategy.scope():
-        net = alexnet(X.shape[-1])
-        trainer = keras.optimizers.SGD(learning_rate=lr)
-        trainer.build(net.trainable_variables)
-    set_weights(net, weights)  # to every replica
-    X, y = tf.constant(np.transpose(X, (0, 2, 3, 1))), tf.constant(y)  # NCHW to NHWC
-    for i in range(0, len(y), batch_size):
-        train_batch(strategy, net, X[i:i + batch_size], y[i:i + batch_size], trainer, training=False)
-    plain = alexnet(X.shape[1])  # one replica's copies go through it to the canonical layouts
-    results = []
-    for rank in range(devices):
-        for v, mirrored in zip(plain.trainable_variables, net.trainable_variables):
-            v.assign(local_copies(mirrored, strategy)[rank])
-        results.append(get_weights(plain))
-    return results
-
-
-def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr: float,
-                        batch_size: int, devices: int) -> list[dict[str, np.ndarray]]:
-    """SGD over X, y once on `devices` replicas, dropout off; each replica's final canonical weights."""
-    # A fresh process: virtual CPU devices cannot be made once this one has run TensorFlow.
-    return steps_in_subprocess([sys.executable, "-m", "alexnet_tf.parallel"], weights, X, y, lr, batch_size, devices)
-
-
-def _worker(argv: list[str] | None = None) -> None:
-    """The subprocess of data_parallel_steps: NumPy and safetensors files in, one file per replica out."""
-    args, weights, X, y = read_steps("python -m alexnet_tf.parallel", argv)
-    for rank, replica in enumerate(_steps_here(weights, X, y, args.lr, args.batch_size, args.devices)):
-        write_replica(args.dir, rank, replica, X.shape[-1])
+def make_step(net: keras.Sequential, trainer: keras.optimizers.Optimizer, replicas: Replicas) -> Step:
+    """The training step, chosen once: step(X, y, n) -> (summed loss, number correct); training=False: no dropout."""
+    if replicas.count == 1:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return lambda X, y, n, training=True: train_step(net, X, y, loss, trainer, training)
+    # The variables were made under the strategy's scope: every replica already holds the same weights.
+    return lambda X, y, n, training=True: train_batch(net, X, y, n, trainer, training)
 
 
 # ---- Launch ----
 
 
-def launch_command(devices: int) -> list[str]:
-    """The command that trains on `devices` replicas here: one process, the strategy lives inside it."""
-    return [sys.executable, "-m", "alexnet_tf.train"]
-
-
-if __name__ == "__main__":
-    _worker()
+def launch_command(devices: int, module: str = "alexnet_tf.train") -> list[str]:
+    """The command prefix that runs `module` on `devices` replicas here: one process, the strategy inside it."""
+    return [sys.executable, "-m", module]

@@ -19,9 +19,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from alexnet_torch.model import alexnet
-from alexnet_torch.train import accuracy, device_name, get_device, train_step
+from alexnet_torch.step import accuracy, device_name, get_device, train_step
 from common import fashion_mnist
-from common.cli import bench_parser, positive_float, positive_int, run_cli
+from common.cli import bench_parser, positive_float, positive_int
+from common.errors import run_cli
 from common.hparams import BOOK
 from common.metrics import append_json_line, epoch_line
 from common.synthetic import bench_dataset

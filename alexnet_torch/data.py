@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.nn import functional as F
 
 from common.batches import Minibatches, shard
@@ -43,6 +44,12 @@ class DataIter(Minibatches):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for X, y, _ in self.shards():
             yield X, y
+
+    def total(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` summed over the replicas' shards, in place (an all-reduce); on one device, `x` itself."""
+        if self.world > 1:
+            dist.all_reduce(x)
+        return x
 
     def shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """This replica's (X, y) of each minibatch, with the minibatch's size (one device: all of it)."""

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.cli import model_parser, run_cli
+from common.cli import model_parser
+from common.errors import run_cli
 from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
 from common.shapes import canonical_names, make_report
 from common.spec import check_resize, flat_features

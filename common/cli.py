@@ -2,18 +2,25 @@
 
 import argparse
 import math
-import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import InputTooSmallError, UserError
 from common.hparams import BOOK, HParams
 from common.spec import MIN_RESIZE, check_resize
 
 DEVICES = ("auto", "cpu", "gpu")
 FAST_HELP = ("opt-in fast path instead of the book's float32: bf16 mixed precision and compiled steps "
              "where they pay off on the device (see README, 'Speed')")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, once: not for on/off flags or defaults the help already states."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,13 +52,12 @@ positive_float = _number(float, 1e-300, "a number above 0")
 
 
 def _resize(text: str) -> int:
-    """An input side the network can take."""
+    """An input side the network can take (common.spec.check_resize says why not)."""
     side = positive_int(text)
-    if side < MIN_RESIZE:
-        raise argparse.ArgumentTypeError(
-            f"{side} is too small for AlexNet (the third max-pool would have no output); "
-            f"the smallest valid size is {MIN_RESIZE}"
-        )
+    try:
+        check_resize(side)
+    except InputTooSmallError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return side
 
 
@@ -60,7 +66,7 @@ def parser(backend: str) -> argparse.ArgumentParser:
     p = _Parser(
         prog=f"python -m alexnet_{backend}.train",
         description=f"Train the book's AlexNet on Fashion-MNIST with {backend} (d2l.ai, chapter 8.1).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Help,
     )
     p.add_argument("--epochs", type=positive_int, default=BOOK.num_epochs, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
@@ -98,7 +104,7 @@ def model_parser(backend: str) -> argparse.ArgumentParser:
     """The model command's parser: the book's layer summary, or the shape report as JSON."""
     p = _Parser(prog=f"python -m alexnet_{backend}.model",
                 description=f"Each layer's output shape in the {backend} AlexNet.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=_Help)
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--json", action="store_true", help="print the canonical (NCHW) shape report as JSON")
     return p
@@ -108,7 +114,7 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
     """The benchmark command's parser: throughput at the book's settings by default."""
     p = _Parser(prog=f"python -m alexnet_{backend}.bench",
                 description=f"Training and evaluation images/s of AlexNet with {backend}.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                formatter_class=_Help)
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
@@ -139,21 +145,3 @@ def hparams_from_args(args: argparse.Namespace) -> HParams:
     return HParams(lr=args.lr, batch_size=args.batch_size, num_epochs=args.epochs,
                    resize=args.resize, seed=args.seed,
                    train_limit=args.train_limit, test_limit=args.test_limit, fast=args.fast)
-
-
-def _sigterm(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C, so that a killed run stops the same clean way."""
-    raise KeyboardInterrupt
-
-
-def run_cli(main: Callable[[], object]) -> None:
-    """Run a command: a UserError becomes one line on stderr and a non-zero exit status."""
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)

@@ -1,4 +1,8 @@
-"""The one exception type for bad input: its message is shown to the user as one line."""
+"""The one exception type for bad input, and how a command shows it: one line and an exit status."""
+
+import signal
+import sys
+from collections.abc import Callable
 
 
 class UserError(Exception):
@@ -13,3 +17,21 @@ class DataError(UserError):
 
 class InputTooSmallError(UserError, ValueError):
     """An input side too small for AlexNet's stack of strided layers."""
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so that a killed run stops the same clean way."""
+    raise KeyboardInterrupt
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a command: a UserError becomes one line on stderr and a non-zero exit status."""
+    signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -25,11 +25,9 @@ ENV_VAR = "ALEXNET_DATA"
 SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 MIRROR_VAR = "ALEXNET_MIRROR"  # another mirror, for example a local copy
 MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-HOW_TO_GET = (
-    "get them with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or "
-    "`python -m common.fashion_mnist --download`, or put the four files in a directory "
-    f"and pass --data-dir DIR (or set {ENV_VAR})"
-)
+ELSEWHERE = ("`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four files in a "
+             f"directory and pass --data-dir DIR (or set {ENV_VAR})")
+HOW_TO_GET = f"get them with `python -m common.fashion_mnist --download`, or {ELSEWHERE}"
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,8 @@ def download(directory: Path, mirror: str | None = None, opener: Callable = urll
                 with opener(url, timeout=timeout) as response:
                     data = response.read()
             except (urllib.error.URLError, OSError, ValueError) as e:
-                raise DataError(f"the download of {url} failed ({e}); {HOW_TO_GET}") from None
+                raise DataError(f"the download of {url} failed ({e}): check the network (or set {MIRROR_VAR} to "
+                                f"another mirror), or get the files with {ELSEWHERE}") from None
             _verify(gzip_bytes_to_idx(data, url), f, url)
             with atomic_path(path) as tmp:
                 tmp.write_bytes(data)
@@ -259,7 +258,7 @@ def describe(data: FashionMNIST) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Show which files a run would use, or download them."""
-    from common.cli import run_cli
+    from common.errors import run_cli
 
     p = argparse.ArgumentParser(prog="python -m common.fashion_mnist", description=main.__doc__)
     p.add_argument("--data-dir", type=Path, default=None, help="look here only (or download here)")
@@ -269,8 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         if args.download:
             target = args.data_dir or cache_dir()
-            print(f"downloaded and verified: {download(target)['train_images'].parent}")
-        print(describe(load(args.data_dir)))
+            print(f"downloaded and verified into {download(target)['train_images'].parent}")
+        data = load(args.data_dir)  # verifies every file
+        for path in locate(args.data_dir).values():
+            print(path)
+        print(describe(data))
 
     run_cli(run)
 

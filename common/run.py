@@ -7,10 +7,13 @@ Layout of `--out`:
     curves.png               the book's plot of loss and accuracies
     weights.safetensors      the neutral weights, loadable by every backend
     summary.json             hyperparameters, versions, device, accuracy, throughput, wall time
+    .lock                    held by the process using the run (the OS releases it when that process ends)
 """
 
+import fcntl
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -72,6 +75,7 @@ class Run:
         self.history: list[dict] = []
         self.checkpoint: Path | None = None  # the native checkpoint to resume from
         self.started = time.perf_counter()
+        self._lock = None
         if resume:
             self._resume()
         else:
@@ -90,19 +94,21 @@ class Run:
         """Begin a new run, refusing to overwrite another one unless forced."""
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a directory: choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._hold_lock()
         old = self._existing()
         if old and not force:
             raise UserError(f"{self.out} already holds a run: pass --resume to continue it, --force to "
                             f"overwrite it, or choose another --out")
         for path in old:
             path.unlink()
-        self.out.mkdir(parents=True, exist_ok=True)
 
     def _resume(self) -> None:
         """Load the history and checkpoint name of the run in `out`, refusing a mismatch."""
         if not self.state_path.is_file():
             raise UserError(f"nothing to resume in {self.out} (no state.json): drop --resume to start "
                             f"a new run, or point --out at the run to continue")
+        self._hold_lock()
         try:
             state = json.loads(self.state_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -117,6 +123,29 @@ class Run:
         if self.start_epoch >= self.hparams.num_epochs:
             raise UserError(f"the run in {self.out} has done its {self.start_epoch} epochs: pass a larger "
                             f"--epochs to train on")
+
+    def _hold_lock(self) -> None:
+        """Take the run directory's lock, or refuse at once if another process holds it."""
+        lock = open(self.out / ".lock", "a+")
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise UserError(f"{self.out} is in use by a run that is still going ({holder}): wait for it to end, "
+                            f"or choose another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        self._lock = lock
+
+    def close(self) -> None:
+        """Let go of the run directory (the lock); the files stay."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def _check_same_hparams(self, saved: dict) -> None:
         """Refuse to resume with different hyperparameters (more epochs are allowed)."""

@@ -111,6 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import sys
 
-    from common.cli import run_cli
+    from common.errors import run_cli
 
     run_cli(lambda: sys.exit(main()))

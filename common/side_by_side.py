@@ -1,4 +1,4 @@
-"""The three backends side by side, aligned by their shared section comments, as one HTML page.
+"""The backends side by side, aligned by their shared section comments, as one HTML page.
 
     python -m common.side_by_side --out docs/side_by_side.html
 
@@ -12,11 +12,12 @@ import html
 import re
 from pathlib import Path
 
+from common.backends import BACKENDS, NAMES
+
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = {"torch": "PyTorch", "tf": "TensorFlow (Keras 3)", "mxnet": "MXNet (Gluon)"}
 # Mirrored in every backend. alexnet_torch/bench_book.py is PyTorch's alone on purpose: it is the
 # book's own torchvision-style loader, the reference the other data paths are measured against.
-FILES = ("model.py", "data.py", "train.py", "parallel.py", "bench.py")
+FILES = ("model.py", "data.py", "step.py", "parallel.py", "train.py", "bench.py")
 SECTION = re.compile(r"^# ---- (.+?) ----$")
 PREAMBLE = "(imports)"
 
@@ -39,20 +40,20 @@ def check(root: Path = ROOT) -> list[str]:
     """Every file or section present in one backend and missing, or out of order, in another."""
     problems = []
     for name in FILES:
-        paths = {b: root / f"alexnet_{b}" / name for b in BACKENDS}
+        paths = {b: root / f"alexnet_{b}" / name for b in NAMES}
         missing = [b for b, p in paths.items() if not p.exists()]
         if missing:
             problems += [f"alexnet_{b}/{name} is missing" for b in missing if len(missing) < len(paths)]
             continue
         titles = {b: list(sections(p)) for b, p in paths.items()}
-        reference = titles["torch"]
+        reference = titles[NAMES[0]]
         for b, own in titles.items():
             for title in set(reference) - set(own):
                 problems.append(f"alexnet_{b}/{name} lacks the section '{title}'")
             for title in set(own) - set(reference):
-                problems.append(f"alexnet_{b}/{name} has the section '{title}' that alexnet_torch lacks")
+                problems.append(f"alexnet_{b}/{name} has the section '{title}' that alexnet_{NAMES[0]} lacks")
             if [t for t in own if t in reference] != [t for t in reference if t in own]:
-                problems.append(f"alexnet_{b}/{name} orders its sections differently from alexnet_torch")
+                problems.append(f"alexnet_{b}/{name} orders its sections differently from alexnet_{NAMES[0]}")
     return problems
 
 
@@ -70,14 +71,14 @@ pre { margin: 0; font-size: 12px; white-space: pre-wrap; }
 def render(root: Path = ROOT) -> str:
     """The HTML page: per file, a row per section, a column per backend."""
     out = ["<!doctype html><html><head><meta charset='utf-8'>",
-           f"<title>AlexNet in three frameworks</title><style>{STYLE}</style></head><body>",
-           "<h1>AlexNet (d2l.ai 8.1) in three frameworks, section by section</h1>"]
+           f"<title>AlexNet in {len(NAMES)} frameworks</title><style>{STYLE}</style></head><body>",
+           f"<h1>AlexNet (d2l.ai 8.1) in {len(NAMES)} frameworks, section by section</h1>"]
     for name in FILES:
-        parts = {b: sections(root / f"alexnet_{b}" / name) for b in BACKENDS
+        parts = {b: sections(root / f"alexnet_{b}" / name) for b in NAMES
                  if (root / f"alexnet_{b}" / name).exists()}
         if not parts:
             continue
-        out.append(f"<h2>{name}</h2><table><tr>" + "".join(f"<th>{BACKENDS[b]}</th>" for b in parts) + "</tr>")
+        out.append(f"<h2>{name}</h2><table><tr>" + "".join(f"<th>{BACKENDS[b].title}</th>" for b in parts) + "</tr>")
         titles = list(dict.fromkeys(t for p in parts.values() for t in p))
         for title in titles:
             out.append(f"<tr><td class='title' colspan='{len(parts)}'>{html.escape(title)}</td></tr><tr>")

@@ -7,7 +7,7 @@ the parameters live, and where does the compute go?).
 import argparse
 from dataclasses import dataclass
 
-from common.errors import InputTooSmallError
+from common.errors import InputTooSmallError, run_cli
 from common.hparams import BOOK, IN_CHANNELS, NUM_CLASSES
 
 BYTES_PER_FLOAT = 4  # float32
@@ -90,7 +90,8 @@ def check_resize(resize: int) -> None:
     if resize < MIN_RESIZE:
         raise InputTooSmallError(
             f"input size {resize} is too small for AlexNet: the third max-pool would have no "
-            f"output; use --resize {MIN_RESIZE} or larger (the book uses {BOOK.resize})"
+            f"output; the smallest valid size is {MIN_RESIZE}: use --resize {MIN_RESIZE} or larger (the book "
+            f"uses {BOOK.resize})"
         )
 
 
@@ -188,10 +189,8 @@ def table(resize: int = BOOK.resize) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the table for the input size given on the command line."""
-    from common.cli import positive_int, run_cli
-
     parser = argparse.ArgumentParser(prog="python -m common.spec", description=table.__doc__)
-    parser.add_argument("--resize", type=positive_int, default=BOOK.resize,
+    parser.add_argument("--resize", type=int, default=BOOK.resize,
                         help=f"input side in pixels (default: {BOOK.resize}, minimum {MIN_RESIZE})")
     run_cli(lambda: print(table(parser.parse_args(argv).resize)))
 

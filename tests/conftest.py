@@ -1,4 +1,4 @@
-"""Shared fixtures: the backend under test (`--backend torch|tf|mxnet`) and tiny IDX data."""
+"""Shared fixtures: the backend under test (`--backend NAME`, a name from common.backends) and tiny IDX data."""
 
 import importlib
 import os
@@ -7,13 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from common.backends import BACKENDS, NAMES, Backend
 from tests.synthetic import write_dataset
-
-BACKENDS = ("torch", "tf", "mxnet")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--backend", choices=BACKENDS, default=os.environ.get("ALEXNET_BACKEND"),
+    parser.addoption("--backend", choices=NAMES, default=os.environ.get("ALEXNET_BACKEND"),
                      help="the backend that tests/backend run against")
 
 
@@ -22,15 +21,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     """The backend's short name; tests/backend are skipped without --backend."""
     name = request.config.getoption("--backend")
     if name is None:
-        pytest.skip("tests/backend need --backend torch|tf|mxnet")
+        pytest.skip(f"tests/backend need --backend {'|'.join(NAMES)}")
     return name
 
 
 @pytest.fixture(scope="session")
+def can(backend: str) -> Backend:
+    """What the backend under test can do (common.backends): tests skip by capability, not by name."""
+    return BACKENDS[backend]
+
+
+@pytest.fixture(scope="session")
 def fw(backend: str) -> SimpleNamespace:
-    """The backend's three modules: model, data, train."""
+    """The backend's modules: model, data, step, train."""
     return SimpleNamespace(**{m: importlib.import_module(f"alexnet_{backend}.{m}")
-                              for m in ("model", "data", "train")})
+                              for m in ("model", "data", "step", "train")})
 
 
 @pytest.fixture

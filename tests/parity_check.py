@@ -1,7 +1,7 @@
 """The framework-free side of `nox -s parity`: write the shared case, then compare the results.
 
     python -m tests.parity_check make --dir D
-    python -m tests.parity_check compare --dir D --backends torch tf mxnet
+    python -m tests.parity_check compare --dir D [--backends NAME ...]  (default: every backend)
 """
 
 import argparse
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from common import parity
+from common.backends import NAMES
 from tests.synthetic import write_dataset
 
 CASES = {224: 4, 67: 8}  # input side: batch size
@@ -57,7 +58,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("command", choices=["make", "compare"])
     p.add_argument("--dir", type=Path, required=True)
-    p.add_argument("--backends", nargs="+", default=["torch", "tf", "mxnet"])
+    p.add_argument("--backends", nargs="+", default=list(NAMES))
     args = p.parse_args()
     if args.command == "make":
         make(args.dir)

@@ -19,12 +19,12 @@ from common.weights import load_weights
 def step(fw, case_path: Path, out: Path, resize: int, lr: float) -> None:
     """Resize the case's images, then logits, loss and one SGD step (dropout off) from its weights."""
     case = parity.load(case_path)
-    device = fw.train.get_device("cpu")
+    device = fw.step.get_device("cpu")
     pixels = fw.data.preprocess(case["images"], resize, device)
     net = fw.model.alexnet(resize)
     fw.model.set_weights(net, parity.weights_of(case))
     logits = fw.model.predict(net, pixels)
-    loss = fw.train.sgd_step(net, pixels, case["labels"], lr, dropout=False)
+    loss = fw.step.sgd_step(net, pixels, case["labels"], lr, dropout=False)
     after = {f"after.{k}": v for k, v in fw.model.get_weights(net).items()}
     parity.save(out, {"pixels": pixels, "logits": logits, "loss": np.array([loss], np.float64), **after})
 
@@ -34,7 +34,7 @@ def evaluate(fw, weights: Path, data_dir: Path, resize: int, out: Path) -> None:
     data = load_data(data_dir)
     net = fw.model.alexnet(resize)
     fw.model.set_weights(net, load_weights(weights, resize))
-    pixels = fw.data.preprocess(data.test_images, resize, fw.train.get_device("cpu"))
+    pixels = fw.data.preprocess(data.test_images, resize, fw.step.get_device("cpu"))
     predictions = fw.model.predict(net, pixels).argmax(axis=1)
     out.write_text(json.dumps({"accuracy": float((predictions == data.test_labels).mean()),
                                "predictions": predictions.tolist()}))
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     fw = argparse.Namespace(**{m: importlib.import_module(f"alexnet_{args.backend}.{m}")
-                               for m in ("model", "data", "train")})
+                               for m in ("model", "data", "step", "train")})
     if args.command == "step":
         step(fw, args.case, args.out, args.resize, args.lr)
     else:

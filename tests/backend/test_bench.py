@@ -1,6 +1,7 @@
 """The benchmark command measures and reports both throughputs (figures are not judged here)."""
 
 import importlib
+import importlib.util
 import json
 
 import pytest
@@ -18,7 +19,7 @@ def test_bench_reports_training_and_evaluation_speed(backend, tmp_path, capsys):
     assert record["mode"] == "faithful" and record["memory"]["peak_mb"] > 0
 
 
-def test_fast_bench_with_a_profile(backend, tmp_path, capsys):
+def test_fast_bench_with_a_profile(backend, can, tmp_path, capsys):
     bench = importlib.import_module(f"alexnet_{backend}.bench")
     bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--fast",
                 "--profile", str(tmp_path / "prof"), "--json", str(tmp_path / "b.jsonl")])
@@ -26,14 +27,14 @@ def test_fast_bench_with_a_profile(backend, tmp_path, capsys):
     printed = capsys.readouterr().out
     traced = [p for p in (tmp_path / "prof").rglob("*") if p.is_file() and p.stat().st_size > 0]
     assert traced, "no trace written"
-    if backend != "tf":  # TensorFlow's table is TensorBoard's; the others print theirs
+    if can.profile_table:  # TensorFlow's table is TensorBoard's; the others print theirs
         assert "conv" in printed.lower() and "time" in printed.lower(), printed
 
 
 def test_the_books_data_path_times_a_whole_run(backend, tiny_data, tmp_path, capsys):
-    if backend != "torch":
-        pytest.skip("the book's data path is PyTorch's (torchvision's loader), as in the book")
-    from alexnet_torch import bench_book
+    if importlib.util.find_spec(f"alexnet_{backend}.bench_book") is None:
+        pytest.skip("the book's own data path is PyTorch's (torchvision's loader), as in the book")
+    bench_book = importlib.import_module(f"alexnet_{backend}.bench_book")
 
     bench_book.main(["--epochs", "2", "--data-dir", str(tiny_data), "--resize", str(MIN_RESIZE), "--batch-size", "64",
                      "--json", str(tmp_path / "book.jsonl")])

@@ -50,7 +50,7 @@ def test_resume_continues_exactly(fw, tiny_data, tmp_path):
         np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-6, err_msg=name)
     runs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
             for d in ("straight", "resumed")]
-    for x, y in zip(*runs):
+    for x, y in zip(*runs, strict=True):
         for key in ("loss", "train_acc", "test_acc"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), key
 
@@ -107,7 +107,7 @@ def test_missing_file_names_it(fw, tiny_data, tmp_path):
 
 
 def test_gpu_asked_for_where_there_is_none(fw):
-    if fw.train.get_device("auto") != fw.train.get_device("cpu"):
+    if fw.step.get_device("auto") != fw.step.get_device("cpu"):
         pytest.skip("this machine has a GPU")
     with pytest.raises(UserError, match="--device cpu"):
-        fw.train.get_device("gpu")
+        fw.step.get_device("gpu")

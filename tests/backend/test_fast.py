@@ -16,7 +16,7 @@ BF16 = 2e-2  # bfloat16 keeps 8 significant bits: about 0.4% per rounding, a few
 
 def _batch(fw, n: int = 32, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
     images, labels = make_split(n, seed=seed)
-    return fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu")), labels.astype(np.int64)
+    return fw.data.preprocess(images, MIN_RESIZE, fw.step.get_device("cpu")), labels.astype(np.int64)
 
 
 def _twin(fw, net):
@@ -31,23 +31,23 @@ def _close(a: np.ndarray, b: np.ndarray, rel: float) -> bool:
     return float(np.abs(a - b).max()) <= rel * float(np.abs(b).max())
 
 
-def test_fast_logits_are_the_faithful_ones_in_bf16(fw, backend):
+def test_fast_logits_are_the_faithful_ones_in_bf16(fw, can):
     X, _ = _batch(fw)
     net = fw.model.alexnet(MIN_RESIZE)
     faithful = fw.model.predict(net, X)
-    fast = fw.train.fast_path(_twin(fw, net), fw.train.get_device("cpu"))
+    fast = fw.step.fast_path(_twin(fw, net), fw.step.get_device("cpu"))
     logits = fw.model.predict(fast, X)
     assert logits.dtype == np.float32 and logits.shape == faithful.shape
     assert _close(logits, faithful, BF16)
-    if backend != "mxnet":  # bf16 really ran: its rounding shows (MXNet's fast path stays float32)
+    if can.bf16:  # bf16 really ran: its rounding shows (a fast path without bf16 stays float32)
         assert not _close(logits, faithful, 1e-5)
 
 
 def test_fast_step_lowers_the_loss(fw):
     X, y = _batch(fw)
-    fast = fw.train.fast_path(fw.model.alexnet(MIN_RESIZE), fw.train.get_device("cpu"))
+    fast = fw.step.fast_path(fw.model.alexnet(MIN_RESIZE), fw.step.get_device("cpu"))
     expected = cross_entropy(fw.model.predict(fast, X), y)
-    before = fw.train.sgd_step(fast, X, y, lr=0.01, dropout=False)
+    before = fw.step.sgd_step(fast, X, y, lr=0.01, dropout=False)
     assert before == pytest.approx(expected, rel=BF16)
     assert cross_entropy(fw.model.predict(fast, X), y) < before - 1e-4
 
@@ -55,11 +55,11 @@ def test_fast_step_lowers_the_loss(fw):
 def test_compiled_fast_step_matches_the_uncompiled_one(fw):
     """torch.compile (PyTorch), XLA (TensorFlow), static hybridize (MXNet) change speed, not the step."""
     X, y = _batch(fw, 16, seed=9)
-    device = fw.train.get_device("cpu")
+    device = fw.step.get_device("cpu")
     net = fw.model.alexnet(MIN_RESIZE)
-    plain = fw.train.fast_path(_twin(fw, net), device, compile=False)
-    compiled = fw.train.fast_path(_twin(fw, net), device, compile=True)
-    losses = [fw.train.sgd_step(n, X, y, lr=0.05, dropout=False) for n in (plain, compiled)]
+    plain = fw.step.fast_path(_twin(fw, net), device, compile=False)
+    compiled = fw.step.fast_path(_twin(fw, net), device, compile=True)
+    losses = [fw.step.sgd_step(n, X, y, lr=0.05, dropout=False) for n in (plain, compiled)]
     assert losses[1] == pytest.approx(losses[0], rel=BF16)
     assert _close(fw.model.predict(compiled, X), fw.model.predict(plain, X), 2 * BF16)
 

@@ -7,6 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from common import parity
 from common.spec import MIN_RESIZE
 from tests.backend.test_cli import BOOK_LINE, FAST
 from tests.synthetic import make_split
@@ -17,18 +18,27 @@ def parallel(backend):
     return importlib.import_module(f"alexnet_{backend}.parallel")
 
 
-def test_replicas_agree_and_match_one_device(fw, parallel):
+@pytest.fixture(scope="module")
+def harness(backend):
+    return importlib.import_module(f"tests.harness.{backend}_dp")
+
+
+def test_replicas_agree_and_match_the_plain_step(fw, harness):
     images, labels = make_split(31, seed=11)  # minibatches of 7, 7, 7, 7, 3: uneven shards
-    X = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu"))
+    X = fw.data.preprocess(images, MIN_RESIZE, fw.step.get_device("cpu"))
     y = labels.astype(np.int64)
-    weights = fw.model.get_weights(fw.model.alexnet(MIN_RESIZE))
-    one = parallel.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=1)
-    two = parallel.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=2)
-    assert len(one) == 1 and len(two) == 2
+    weights = parity.weights_of(parity.make_case(MIN_RESIZE, seed=3))  # the same start, run after run
+    net = fw.model.alexnet(MIN_RESIZE)  # the baseline: the one-device step a training run takes
+    fw.model.set_weights(net, weights)
+    for i in range(0, len(y), 7):
+        fw.step.sgd_step(net, X[i:i + 7], y[i:i + 7], lr=0.05, dropout=False)
+    one = fw.model.get_weights(net)
+    two, counts = harness.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=2)
+    assert len(two) == 2 and counts == [2, 2]  # as the engine counted its replicas
     for name, w in weights.items():
-        assert not np.array_equal(one[0][name], w), f"{name} did not change"
+        assert not np.array_equal(one[name], w), f"{name} did not change"
         np.testing.assert_array_equal(two[1][name], two[0][name], err_msg=f"replicas differ: {name}")
-        np.testing.assert_allclose(two[0][name], one[0][name], rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(two[0][name], one[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
 @pytest.mark.parametrize("mode", [[], ["--fast"]], ids=["faithful", "fast"])
@@ -41,6 +51,12 @@ def test_train_on_two_devices_writes_one_run(backend, parallel, tiny_data, tmp_p
     assert len(BOOK_LINE.findall(proc.stdout)) == 1, proc.stdout
     assert proc.stdout.count("epoch 2/2:") == 1
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["devices"] == 2 and summary["epochs"] == 2 and summary["hparams"]["fast"] == bool(mode)
+    assert summary["epochs"] == 2 and summary["hparams"]["fast"] == bool(mode)
+    assert summary["devices"] == 2  # the replicas the engine reports, not the flag copied
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     assert len(list(out.glob("checkpoint-*"))) == 1
+
+
+def test_one_device_is_one_replica(fw, parallel):
+    where = parallel.replicas(1, "cpu")
+    assert where.count == 1 and where.processes == 1 and where.is_main and where.on_cpu

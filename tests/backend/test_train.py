@@ -12,15 +12,15 @@ from tests.synthetic import make_split
 
 def test_preprocess_is_bilinear_and_scaled(fw):
     images, _ = make_split(5, seed=3)
-    X = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu"))
+    X = fw.data.preprocess(images, MIN_RESIZE, fw.step.get_device("cpu"))
     assert X.shape == (5, 1, MIN_RESIZE, MIN_RESIZE) and X.dtype == np.float32
     np.testing.assert_allclose(X, bilinear_resize(images, MIN_RESIZE), atol=2e-6)
-    assert fw.data.preprocess(np.full((1, 28, 28), 255, np.uint8), 224, fw.train.get_device("cpu")).min() == 1
+    assert fw.data.preprocess(np.full((1, 28, 28), 255, np.uint8), 224, fw.step.get_device("cpu")).min() == 1
 
 
 def test_minibatches_follow_the_seeded_order(fw, tiny_data):
     data = load(tiny_data)
-    device = fw.train.get_device("cpu")
+    device = fw.step.get_device("cpu")
     train_iter, test_iter = fw.data.load_data_fashion_mnist(data, 100, MIN_RESIZE, device, seed=7)
     assert len(train_iter) == 3  # 256 examples: 100 + 100 + 56
     for epoch in (1, 2):
@@ -36,11 +36,11 @@ def test_minibatches_follow_the_seeded_order(fw, tiny_data):
 
 def test_one_sgd_step_lowers_the_loss(fw):
     images, labels = make_split(32, seed=5)
-    device = fw.train.get_device("cpu")
+    device = fw.step.get_device("cpu")
     X, y = fw.data.preprocess(images, MIN_RESIZE, device), labels.astype(np.int64)
     net = fw.model.alexnet(MIN_RESIZE)
     expected = cross_entropy(fw.model.predict(net, X), y)
-    before = fw.train.sgd_step(net, X, y, lr=0.01, dropout=False)
+    before = fw.step.sgd_step(net, X, y, lr=0.01, dropout=False)
     assert abs(before - expected) < 1e-4 * expected
     after = cross_entropy(fw.model.predict(net, X), y)
     assert after < before - 1e-4
@@ -50,10 +50,10 @@ def test_each_gradient_is_the_slope_of_the_loss(fw):
     """A first-order check per tensor: stepping one tensor by its SGD update -lr*g lowers the loss
     by about lr*|g|^2, as measured through predict(); a wrong gradient in any layer shows here."""
     images, labels = make_split(16, seed=9)
-    X, y = fw.data.preprocess(images, MIN_RESIZE, fw.train.get_device("cpu")), labels.astype(np.int64)
+    X, y = fw.data.preprocess(images, MIN_RESIZE, fw.step.get_device("cpu")), labels.astype(np.int64)
     net, lr = fw.model.alexnet(MIN_RESIZE), 0.1
     before = fw.model.get_weights(net)
-    loss0 = fw.train.sgd_step(net, X, y, lr=lr, dropout=False)
+    loss0 = fw.step.sgd_step(net, X, y, lr=lr, dropout=False)
     after = fw.model.get_weights(net)
     probe = fw.model.alexnet(MIN_RESIZE)
     for name in ("conv1.weight", "conv2.weight", "conv5.weight", "dense1.weight", "dense3.weight"):

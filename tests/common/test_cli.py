@@ -22,6 +22,9 @@ def test_help_documents_every_flag_with_its_default():
     for flag in FLAGS:
         assert flag in text
     assert "default: 0.01" in text and "default: 224" in text and "python -m alexnet_torch.train" in text
+    flat = " ".join(text.split())  # argparse wraps the help lines
+    assert "(default: None)" not in flat and "(default: False)" not in flat
+    assert "(default: all 60,000)" in flat and flat.count("(default:") == flat.count("default:")
 
 
 @pytest.mark.parametrize("argv, phrase", [

@@ -185,9 +185,18 @@ def test_download_that_fails_says_how_to_get_the_data(tmp_path):
     def opener(url, timeout):
         raise urllib.error.URLError("no route to host")
 
-    with pytest.raises(DataError, match="looked in .*download of .* failed .*apt-get install"):
+    with pytest.raises(DataError, match="looked in .*download of .* failed .*apt-get install") as e:
         fm.locate(opener=opener)
+    assert "--download" not in str(e.value)  # not the command that has just failed
     assert not list(fm.cache_dir().parent.glob("*/*"))
+
+
+def test_the_command_lists_the_files_a_run_would_use(tmp_path, capsys):
+    data = write_dataset(tmp_path / "data")
+    fm.main(["--data-dir", str(data)])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[:4] == [str(data / f.name) for f in fm.FILES.values()]
+    assert printed[4].startswith("data: custom IDX data")
 
 
 def test_download_with_wrong_bytes_is_refused(tiny_mirror, tmp_path):

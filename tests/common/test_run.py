@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from common.cli import _sigterm
-from common.errors import UserError
+from common.errors import UserError, _sigterm
 from common.hparams import HParams
 from common.metrics import book_line, epoch_record, estimate, examples_per_sec
 from common.run import Run
@@ -150,3 +149,40 @@ def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one(tmp
     proc.wait(timeout=30)
     resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
     assert resumed.start_epoch == 1 and resumed.checkpoint.read_text() == "one"
+
+
+HOLD_THE_RUN = """
+import sys, time
+from pathlib import Path
+from common.hparams import HParams
+from common.run import Run
+
+run = Run(Path(sys.argv[1]), "x", HParams(num_epochs=3, resize=67), "ckpt")
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(UserError, match=rf"in use by a run that is still going \(pid {holder.pid}\)"):
+            Run(tmp_path, "x", HP, "ckpt", force=True)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed: the OS lets go of its lock, nothing stale is left
+        holder.wait(timeout=30)
+    run = Run(tmp_path, "x", HP, "ckpt", force=True)
+    run.close()
+    Run(tmp_path, "x", HP, "ckpt", force=True).close()  # closed: the directory is free again
+
+
+def test_files_get_the_users_normal_permissions(tmp_path):
+    before = os.umask(0o027)
+    try:
+        run = Run(tmp_path, "x", HP, "ckpt")
+        run.end_epoch(record(1), write("one"))
+    finally:
+        os.umask(before)
+    for name in ("state.json", "metrics.jsonl", "curves.png", "checkpoint-001.ckpt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name  # 0666 less the umask, not 0600

@@ -3,6 +3,9 @@
 from pathlib import Path
 
 from common import side_by_side
+from common.backends import BACKENDS, NAMES
+
+FIRST, SECOND, *REST = NAMES
 
 
 def test_every_section_exists_in_every_backend():
@@ -15,20 +18,22 @@ def write(root: Path, backend: str, text: str) -> None:
 
 
 def test_a_missing_or_extra_section_is_reported(tmp_path):
-    write(tmp_path, "torch", "import a\n# ---- The network ----\nx = 1\n# ---- Layer shapes ----\ny = 2\n")
-    write(tmp_path, "tf", "import b\n# ---- The network ----\nx = 1\n")
-    write(tmp_path, "mxnet", "import c\n# ---- The network ----\n# ---- Layer shapes ----\n# ---- Extra ----\n")
-    assert sorted(side_by_side.check(tmp_path)) == [
-        "alexnet_mxnet/model.py has the section 'Extra' that alexnet_torch lacks",
-        "alexnet_tf/model.py lacks the section 'Layer shapes'",
-    ]
+    both = "import a\n# ---- The network ----\nx = 1\n# ---- Layer shapes ----\ny = 2\n"
+    write(tmp_path, FIRST, both)
+    write(tmp_path, SECOND, "import b\n# ---- The network ----\nx = 1\n")
+    for name in REST:
+        write(tmp_path, name, both + "# ---- Extra ----\n")
+    assert sorted(side_by_side.check(tmp_path)) == sorted([
+        f"alexnet_{SECOND}/model.py lacks the section 'Layer shapes'",
+        *[f"alexnet_{name}/model.py has the section 'Extra' that alexnet_{FIRST} lacks" for name in REST],
+    ])
 
 
-def test_page_aligns_sections(tmp_path):
-    write(tmp_path, "torch", "# ---- The network ----\nnet = torch_net()\n")
-    write(tmp_path, "tf", "# ---- The network ----\nnet = keras_net()\n")
-    write(tmp_path, "mxnet", "# ---- The network ----\nnet = gluon_net()\n")
+def test_page_has_a_column_per_backend_in_the_lists_order(tmp_path):
+    for name in NAMES:
+        write(tmp_path, name, f"# ---- The network ----\nnet = {name}_net()\n")
     page = side_by_side.render(tmp_path)
     row = page[page.index("The network"):]
-    assert row.index("torch_net") < row.index("keras_net") < row.index("gluon_net")
+    assert [row.index(f"{name}_net") for name in NAMES] == sorted(row.index(f"{name}_net") for name in NAMES)
+    assert all(f"<th>{BACKENDS[name].title}</th>" in page for name in NAMES)
     assert "<h2>model.py</h2>" in page and "<h2>data.py</h2>" not in page

@@ -1,7 +1,6 @@
-"""TensorFlow only: the NHWC <-> NCHW conversions, against a NumPy forward pass in canonical NCHW."""
+"""Every backend against a NumPy forward pass in canonical NCHW: layers, layouts and weight conversions."""
 
 import numpy as np
-import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from common.spec import LAYERS, param_shapes
@@ -35,9 +34,7 @@ def reference_forward(weights: dict[str, np.ndarray], X: np.ndarray) -> np.ndarr
     return X
 
 
-def test_canonical_weights_give_the_numpy_logits(fw, backend):
-    if backend != "tf":
-        pytest.skip("the channels-last layout test is for the TensorFlow backend")
+def test_canonical_weights_give_the_numpy_logits(fw):
     rng = np.random.default_rng(0)
     weights = {}
     for name, shape in param_shapes(RESIZE).items():

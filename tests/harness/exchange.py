@@ -1,10 +1,12 @@
 """Data-parallel steps run in fresh processes: the framework-free file exchange both sides use.
 
-The caller writes the starting weights and the data into a temporary directory and runs a
-worker command there; the worker reads them and writes one weights file per replica.
+The test writes the starting weights and the data into a temporary directory and runs a worker
+command there; the worker reads them and writes one weights file per replica, with the number of
+replicas its engine reported.
 """
 
 import argparse
+import json
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,12 +15,12 @@ import numpy as np
 
 from common.weights import load_weights, save_weights
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def steps_in_subprocess(command: list[str], weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray,
-                        lr: float, batch_size: int, devices: int) -> list[dict[str, np.ndarray]]:
-    """Run `command DIR --lr ... --batch-size ... --devices ...` on files; each replica's weights back."""
+                        lr: float, batch_size: int, devices: int) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+    """Run `command DIR --lr ... --batch-size ... --devices ...` on files; each replica's weights and count back."""
     resize = X.shape[-1]  # X is NCHW
     with tempfile.TemporaryDirectory() as tmp:
         save_weights(Path(tmp) / "weights.safetensors", weights, resize, "exchange")
@@ -28,7 +30,9 @@ def steps_in_subprocess(command: list[str], weights: dict[str, np.ndarray], X: n
         proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
-        return [load_weights(Path(tmp) / f"replica-{rank}.safetensors", resize) for rank in range(devices)]
+        found = sorted(Path(tmp).glob("replica-*.safetensors"))
+        counts = [json.loads(p.with_suffix(".json").read_text())["count"] for p in found]
+        return [load_weights(p, resize) for p in found], counts
 
 
 def read_steps(prog: str, argv: list[str] | None = None) -> tuple[argparse.Namespace, dict, np.ndarray, np.ndarray]:
@@ -43,6 +47,7 @@ def read_steps(prog: str, argv: list[str] | None = None) -> tuple[argparse.Names
     return args, load_weights(args.dir / "weights.safetensors", X.shape[-1]), X, y
 
 
-def write_replica(directory: Path, rank: int, weights: dict[str, np.ndarray], resize: int) -> None:
-    """The worker's result: one replica's final weights."""
+def write_replica(directory: Path, rank: int, weights: dict[str, np.ndarray], resize: int, count: int) -> None:
+    """The worker's result: one replica's final weights, and how many replicas its engine reported."""
     save_weights(directory / f"replica-{rank}.safetensors", weights, resize, "exchange")
+    (directory / f"replica-{rank}.json").write_text(json.dumps({"count": count}))

@@ -1,0 +1,80 @@
+"""Where a run trains: the replicas of data-parallel training, described the same way in every backend.
+
+A backend's `replicas()` returns a `Replicas`: its device, the book's device name, how many replicas
+take a share of every minibatch, and this process's place among the processes (several only under a
+launcher such as torchrun; TensorFlow and MXNet drive all their replicas from one process). Only the
+main process (rank 0) reads and writes the run directory; the others follow it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.hparams import HParams
+from common.run import Run, diverged
+
+Step = Callable[..., tuple[Any, Any]]  # step(X, y, n) -> (summed loss, number correct) on one minibatch
+
+
+def _alone(value: object) -> object:
+    """Broadcast among one process: the value itself."""
+    return value
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """The replicas a run trains on, as this process sees them."""
+
+    device: Any  # this process's (first) device: it holds the data and evaluates
+    name: str  # the device as the book's line prints it, widened to the replicas
+    on_cpu: bool  # whether it computes on the CPU (where a long run's time is worth estimating)
+    count: int = 1  # replicas in all, as the framework's engine reports them (not the flag)
+    rank: int = 0  # this process among `processes`
+    processes: int = 1  # processes taking part (torchrun starts one per replica; others use one)
+    engine: Any = None  # the framework's own handle: a tf.distribute strategy, MXNet's contexts
+    broadcast: Callable[[object], object] = field(default=_alone, repr=False)  # rank 0's value, everywhere
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run and prints (rank 0)."""
+        return self.rank == 0
+
+
+class Follower:
+    """The run as processes other than rank 0 see it: its settings and epochs done; rank 0 writes it."""
+
+    checkpoint = None  # rank 0 loads it; the engine copies its weights to the others
+
+    def __init__(self, hparams: HParams, start_epoch: int):
+        self.hparams, self.start_epoch = hparams, start_epoch
+
+    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
+        """Nothing to write or print (rank 0 does); stop with rank 0's Run when the loss is not finite."""
+        if diverged(record):
+            raise SystemExit(2)  # rank 0 says that the run diverged; the records are the same everywhere
+
+    def interrupted(self, command: str | None = None) -> SystemExit:
+        """Stop quietly: rank 0 says what was kept."""
+        return SystemExit(130)
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def shared_run(replicas: Replicas, hparams: HParams, make_run: Callable[[], Run]) -> Run | Follower:
+    """The run on rank 0 (made by `make_run`); on the other processes, a Follower told the epochs done."""
+    if replicas.processes == 1:
+        return make_run()
+    if replicas.is_main:
+        done = None  # stays None if rank 0 cannot open the run: the others then stop too
+        try:
+            run = make_run()
+            done = run.start_epoch
+        finally:
+            replicas.broadcast(done)
+        return run
+    done = replicas.broadcast(None)
+    if done is None:
+        raise SystemExit(2)  # rank 0 has said why
+    return Follower(hparams, done)

@@ -1,0 +1,83 @@
+"""The start and end of every training run, written once: each backend's train.py supplies the hooks.
+
+    parse the flags -> find the data -> where it runs (replicas) -> open the run directory (locked)
+    -> build the network and its trainer -> resume -> say how long it will take -> choose the step once
+    -> the backend's training loop -> the neutral weights, summary.json and the book's final line
+
+The loop itself (train_epoch, train) stays in each backend: it is the lesson.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import fashion_mnist
+from common.cli import hparams_from_args, parse_args
+from common.fashion_mnist import FashionMNIST
+from common.hparams import HParams
+from common.metrics import estimate, estimate_line, long_run
+from common.replicas import Replicas, Step, shared_run
+from common.run import Run
+from common.spec import num_params
+from common.weights import save_weights
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a backend gives the shared run: its name, checkpoint suffix and framework functions."""
+
+    backend: str
+    ckpt_ext: str
+    replicas: Callable[[int, str], Replicas]  # (--devices, --device) -> where the run trains
+    build: Callable[[HParams, Replicas], tuple[Any, Any]]  # the network and its trainer, seeded
+    load_data: Callable[[FashionMNIST, HParams, Replicas], tuple[Any, Any]]  # train_iter, test_iter
+    make_step: Callable[[Any, Any, Replicas], Step]  # one device, data parallel or fast: chosen once
+    train: Callable[[Any, Any, Step, Any, Any, Any, bool], None]  # net, trainer, step, iters, run, quiet
+    load_checkpoint: Callable[[Path, Any, Any], int]
+    probe_speed: Callable[[HParams, Replicas], float]  # training images/s, timed on one minibatch
+    get_weights: Callable[[Any], dict]  # the neutral weights
+    describe: Callable[[Replicas], dict]  # versions and peak memory, for summary.json
+    close: Callable[[Replicas], None] = lambda replicas: None  # leave the engine (a process group)
+
+
+def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNIST, epochs_left: int) -> None:
+    """On a CPU, time one minibatch and say how long a long run will take."""
+    num_train, num_test = len(data.train_labels), len(data.test_labels)
+    if replicas.is_main and replicas.on_cpu and long_run(hp, num_train, epochs_left):
+        speed = hooks.probe_speed(hp, replicas)
+        print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
+
+
+def main(hooks: Hooks, argv: list[str] | None = None) -> None:
+    """Train with the book's settings (or the flags'), print the book's line, write the run."""
+    args = parse_args(hooks.backend, argv)
+    hp = hparams_from_args(args)
+    replicas = hooks.replicas(args.devices, args.device)
+    data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
+    run = shared_run(replicas, hp, lambda: Run(args.out, hooks.backend, hp, hooks.ckpt_ext,
+                                               resume=args.resume, force=args.force))
+    try:
+        if replicas.is_main:
+            print(fashion_mnist.describe(data))
+            print(f"training on {replicas.name}, writing to {run.out}")
+        net, trainer = hooks.build(hp, replicas)
+        if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
+            hooks.load_checkpoint(run.checkpoint, net, trainer)
+            print(f"resuming after epoch {run.start_epoch}")
+        say_estimate(hooks, hp, replicas, data, hp.num_epochs - run.start_epoch)
+        train_iter, test_iter = hooks.load_data(data, hp, replicas)
+        step = hooks.make_step(net, trainer, replicas)
+        try:
+            hooks.train(net, trainer, step, train_iter, test_iter, run, args.no_progress or not replicas.is_main)
+        except KeyboardInterrupt:
+            launcher = "the same launcher command, plus" if replicas.processes > 1 else None
+            raise run.interrupted(launcher) from None
+        if replicas.is_main:  # every replica holds the same weights
+            save_weights(run.weights_path, hooks.get_weights(net), hp.resize, hooks.backend)
+            extra = {**hooks.describe(replicas), "params": num_params(hp.resize),
+                     "data": fashion_mnist.describe(data), "devices": replicas.count}
+            print(run.finish(replicas.name, extra))
+    finally:
+        run.close()
+        hooks.close(replicas)
