@@ -21,13 +21,19 @@ nox.options.error_on_missing_interpreters = True
 EXCHANGE = Path(".nox") / "_exchange"  # framework-free files passed between the venvs
 
 
-def install(backend: str) -> list[str]:
-    """What a backend's venv holds: CPU builds of its framework (NOX_TORCH may name another PyTorch) and
-    the project with its extra; a user installs the extra alone: pip install ".[torch]"."""
+def installs(backend: str) -> list[list[str]]:
+    """The pip installs that make a backend's venv: a CPU build of its framework, then the project.
+
+    NOX_TORCH names another PyTorch requirement; NOX_TORCH_INDEX (NOX_<NAME>_INDEX) the index it comes
+    from, for example PyTorch's CPU wheel index on a CPU-only Linux machine (README: Install), where
+    PyPI's torch is a CUDA build of several GB. A user installs the extra instead: pip install ".[torch]".
+    """
     ci = [os.environ.get("NOX_TORCH", req) if req.startswith("torch==") else req
           for req in BACKENDS[backend].ci_install]
-    extra = BACKENDS[backend].extra if not ci else None  # a CPU build stands in for the extra's framework
-    return [*ci, "-e", f".[{extra},test]" if extra else ".[test]"]
+    index = os.environ.get(f"NOX_{backend.upper()}_INDEX")
+    framework = [[*ci, *(["--index-url", index] if index else [])]] if ci else []
+    project = "-e", ".[test]" if ci else f".[{BACKENDS[backend].extra},test]"  # the extra brings the framework
+    return [*framework, list(project)]
 
 
 def backend_python(session: nox.Session, backend: str) -> str:
@@ -36,7 +42,8 @@ def backend_python(session: nox.Session, backend: str) -> str:
     python = venv / "bin" / "python"
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
-        session.run(str(python), "-m", "pip", "install", "-q", *install(backend), external=True)
+        for args in installs(backend):
+            session.run(str(python), "-m", "pip", "install", "-q", *args, external=True)
     return str(python.absolute())  # not resolve(): the venv python is a symlink to the base one
 
 
@@ -58,7 +65,8 @@ def common(session: nox.Session) -> None:
 @nox.parametrize("name", NAMES, ids=NAMES)
 def backend(session: nox.Session, name: str) -> None:
     """The shared backend tests against one backend, in its own venv (CPU builds)."""
-    session.install(*install(name))
+    for args in installs(name):
+        session.install(*args)
     session.run("pytest", "tests/backend", "--backend", name, *session.posargs)
 
 
@@ -107,6 +115,7 @@ def parity(session: nox.Session) -> None:
                         external=True, silent=True)
     session.run("python", "-m", "tests.parity_check", "compare", "--dir", str(work),
                 "--backends", *pythons)
+    session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r})")  # kept only when a check fails
 
 
 def _has_gpu(python: str) -> bool:
@@ -129,31 +138,38 @@ def _cpu_or_gpu(session: nox.Session) -> bool:
 
 @nox.session
 def converge(session: nox.Session) -> None:
-    """Training converges, in the book's float32 and on the fast path (`-- faithful` or `-- fast`: one
-    mode only). Needs the real Fashion-MNIST (see README). With a CUDA GPU: the book's full run (10
-    epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87 (the venvs hold CPU builds of
-    TensorFlow and MXNet: train those on a GPU by hand, see README). Without one: a reduced run in all
-    backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that must reach test
-    acc >= 0.5 (five times chance), 12 minutes on 2 CPU cores for both modes. Either way the
-    loss must fall. The same run then goes through the book's own data path (a DataLoader with 4
-    workers, PIL per image) and the table ends with the wall-time ratio of the two."""
+    """Training converges, in the book's float32, on the fast path and as the README's quick try
+    (`-- faithful`, `-- fast` or `-- quick`: those modes only). Needs the real Fashion-MNIST (see README).
+    With a CUDA GPU: the book's full run (10 epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87
+    (the venvs hold CPU builds of TensorFlow and MXNet: train those on a GPU by hand, see README). Without
+    one: a reduced run in all backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that
+    must reach test acc >= 0.5 (five times chance), 12 minutes on 2 CPU cores for both modes; and
+    `--quick` in every backend, which must reach 0.75 (about 5 minutes each). Either way the loss must
+    fall. The faithful run then goes through the book's own data path (a DataLoader with 4 workers, PIL
+    per image) and the table ends with the wall-time ratio of the two."""
     session.install("-e", ".")
     out = EXCHANGE / "converge"
-    modes = session.posargs or list(MODES)
-    if not set(modes) <= set(MODES):
-        session.error(f"unknown mode in {modes}: pass faithful, fast or nothing (both)")
-    if _cpu_or_gpu(session):
+    modes = session.posargs or [*MODES, "quick"]
+    if not set(modes) <= {*MODES, "quick"}:
+        session.error(f"unknown mode in {modes}: pass faithful, fast, quick or nothing (all)")
+    gpu = _cpu_or_gpu(session)
+    if gpu:
         backends, flags, min_acc = ["torch"], [], "0.87"
     else:
         backends, min_acc = list(NAMES), "0.5"
         flags = ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000", "--epochs", "4",
                  "--batch-size", "64", "--lr", "0.03"]
-    runs = []
+    runs, quick = [], []
     for backend in backends:
-        for mode in modes:
+        python = backend_python(session, backend)
+        for mode in [m for m in modes if m in MODES]:
             runs.append(str(out / f"{backend}-{mode}"))
-            session.run(backend_python(session, backend), "-m", f"alexnet_{backend}.train", *flags, *MODES[mode],
+            session.run(python, "-m", f"alexnet_{backend}.train", *flags, *MODES[mode],
                         "--out", runs[-1], "--force", "--no-progress", external=True)
+        if "quick" in modes and not gpu:  # the README's quick try, as a student types it
+            quick.append(str(out / f"{backend}-quick"))
+            session.run(python, "-m", f"alexnet_{backend}.train", "--quick", "--out", quick[-1], "--force",
+                        "--no-progress", external=True)
     book = []
     if "faithful" in modes:  # the same run through the book's own data path, for the wall-time ratio
         path = out / "book.jsonl"
@@ -162,7 +178,10 @@ def converge(session: nox.Session) -> None:
         session.run(backend_python(session, "torch"), "-m", "alexnet_torch.bench_book", "--epochs", "10", *flags,
                     "--json", str(path), external=True)
         book = ["--book", str(path)]
-    session.run("python", "-m", "common.report", "converge", "--min-acc", min_acc, *book, *runs)
+    if runs:
+        session.run("python", "-m", "common.report", "converge", "--min-acc", min_acc, *book, *runs)
+    if quick:
+        session.run("python", "-m", "common.report", "converge", "--min-acc", "0.75", *quick)
 
 
 @nox.session

@@ -55,7 +55,7 @@ class DataIter(Minibatches):
     def shards(self) -> Iterator[tuple[mx.np.ndarray, mx.np.ndarray, int]]:
         """(X, y) of each minibatch, with the minibatch's size: the whole of it (one process drives every replica)."""
         order = mx.np.array(self.order(), dtype=np.int64, ctx=self.device)  # one copy to the device per pass
-        for i in range(0, self.num_examples, self.batch_size):
+        for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
             yield resize_batch(self.images[idx], self.resize), self.labels[idx], len(idx)
 

@@ -13,13 +13,12 @@ from alexnet_mxnet.model import alexnet, get_weights
 from alexnet_mxnet.parallel import close, make_step, replicas, replicate
 from alexnet_mxnet.step import evaluate_accuracy, fast_path, peak_memory
 from common import training
-from common.batches import epoch_seed
+from common.epoch import Epoch, Loop
 from common.errors import UserError, run_cli
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
-from common.metrics import epoch_record, progress, versions
+from common.metrics import versions
 from common.replicas import Replicas, Step
-from common.run import Run
 
 npx.set_np()
 
@@ -48,39 +47,35 @@ def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[Data
 # ---- The training loop ----
 
 
-def train_epoch(net: nn.HybridSequential, step: Step, train_iter: DataIter, bar) -> tuple[float, float, float]:
-    """One pass over the training data: mean loss, accuracy and seconds."""
-    metric = mx.np.zeros(2, ctx=train_iter.device)  # summed loss, number correct
-    start = time.perf_counter()
+def train_epoch(net: nn.HybridSequential, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
+    """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
+    metric = mx.np.array(epoch.sums, dtype=np.float32, ctx=train_iter.device)  # summed loss, number correct
+
+    def read() -> list[float]:  # the sums so far; waits for the device
+        return train_iter.total(metric).tolist()
+
     queued = mx.np.zeros(())  # the previous step's loss
-    for X, y, n in train_iter.shards():  # --devices N: the whole minibatch of n; the step shards it
+    for i, (X, y, n) in epoch.minibatches(train_iter.shards()):  # --devices N: the step shards the n
+        mx.random.seed(epoch.seed(i))  # dropout: the same masks on resume
         l, correct = step(X, y, n)
         metric += mx.np.stack([l, correct.astype(np.float32)])
         # MXNet runs the steps asynchronously; let it queue one step ahead, no further, so that
-        # the bar shows work done and Ctrl-C is not held up until the whole epoch has run.
+        # the bar shows work done and a stop lands on the minibatch it says.
         queued.wait_to_read()
         queued = l
-        bar.update(n)
+        epoch.done(i, n, read)  # the bar, a curve point now and then, a checkpoint when stopped
     npx.waitall()  # MXNet computes asynchronously: wait for the last step before reading the clock
-    train_l, train_correct = train_iter.total(metric).tolist()
-    n = train_iter.num_examples
-    return train_l / n, train_correct / n, time.perf_counter() - start
+    return epoch.means(read())
 
 
 def train(net: nn.HybridSequential, trainer: gluon.Trainer, step: Step, train_iter: DataIter,
-          test_iter: DataIter, run: Run, no_progress: bool = False) -> None:
-    """Train for the run's remaining epochs, checkpointing after each."""
-    hp = run.hparams
-    for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
-        mx.random.seed(epoch_seed(hp.seed, epoch))  # dropout, repeatable on resume
-        train_iter.set_epoch(epoch)
-        start = time.perf_counter()
-        with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
-            train_l, train_acc, train_time = train_epoch(net, step, train_iter, bar)
+          test_iter: DataIter, loop: Loop) -> None:
+    """Train for the run's remaining epochs, checkpointing after each (and where a stop lands)."""
+    for epoch in loop.epochs(train_iter, lambda path, e: save_checkpoint(path, net, trainer, e)):
+        train_iter.set_epoch(epoch.number, epoch.start_batch)  # this epoch's order, from where it stopped
+        train_l, train_acc, train_time = train_epoch(net, step, train_iter, epoch)
         test_acc = evaluate_accuracy(net, test_iter)
-        record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
-                              train_time, time.perf_counter() - start)
-        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
+        epoch.end(train_l, train_acc, train_time, test_acc)
 
 
 # ---- Checkpoints ----

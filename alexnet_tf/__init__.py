@@ -1,7 +1,11 @@
-"""The book's AlexNet in TensorFlow (Keras 3): model.py, data.py, train.py."""
+"""The book's AlexNet in TensorFlow (Keras 3): model.py, data.py, step.py, parallel.py, train.py."""
 
 import os
 import sys
+
+from common.backends import require
+
+require("tf")  # one clear line, not a traceback, where the framework is missing or too old
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 os.environ["KERAS_BACKEND"] = "tensorflow"  # this package is the TensorFlow backend, whatever the shell says

@@ -55,7 +55,7 @@ class DataIter(Minibatches):
         order = self.order()
         with tf.device(self.device):
             order = tf.identity(order)
-        for i in range(0, self.num_examples, self.batch_size):
+        for i in range(0, len(order), self.batch_size):
             with tf.device(self.device):  # not around the yield: the scope would leak to the caller
                 idx = order[i:i + self.batch_size]
                 X, y = resize_batch(tf.gather(self.images, idx), self.resize), tf.gather(self.labels, idx)

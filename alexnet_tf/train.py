@@ -12,13 +12,12 @@ from alexnet_tf.model import alexnet, get_weights
 from alexnet_tf.parallel import close, make_step, replicas
 from alexnet_tf.step import evaluate_accuracy, fast_path, peak_memory
 from common import training
-from common.batches import epoch_seed
+from common.epoch import Epoch, Loop
 from common.errors import UserError, run_cli
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
-from common.metrics import epoch_record, progress, versions
+from common.metrics import versions
 from common.replicas import Replicas, Step
-from common.run import Run
 
 BACKEND = "tf"
 CKPT_EXT = "weights.h5"  # Keras 3 insists on this suffix for save_weights
@@ -55,34 +54,31 @@ def _seed_dropout(net: keras.Sequential, seed: int) -> None:
             copy.assign([seed + i, rank])  # each replica its own masks (rank 0 alone: as on one device)
 
 
-def train_epoch(net: keras.Sequential, step: Step, train_iter: DataIter, bar) -> tuple[float, float, float]:
-    """One pass over the training data: mean loss, accuracy and seconds."""
-    start = time.perf_counter()
+def train_epoch(net: keras.Sequential, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
+    """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
     with tf.device(train_iter.device):
-        metric = tf.zeros(2)  # summed loss, number correct
-        for X, y, n in train_iter.shards():  # --devices N: the step cuts the minibatch of n into shares
+        metric = tf.constant(epoch.sums, tf.float32)  # summed loss, number correct
+
+    def read() -> list[float]:  # the sums so far; waits for the device
+        return train_iter.total(metric).numpy().tolist()
+
+    for i, (X, y, n) in epoch.minibatches(train_iter.shards()):  # --devices N: the step shares out the n
+        _seed_dropout(net, epoch.seed(i))  # dropout: the same masks on resume, per replica
+        with tf.device(train_iter.device):
             l, correct = step(X, y, n)
             metric += tf.stack([l, correct])
-            bar.update(n)
-    train_l, train_correct = train_iter.total(metric).numpy().tolist()  # all shards; waits for the device
-    n = train_iter.num_examples
-    return train_l / n, train_correct / n, time.perf_counter() - start
+        epoch.done(i, n, read)  # the bar, a curve point now and then, a checkpoint when stopped
+    return epoch.means(read())
 
 
 def train(net: keras.Sequential, trainer: keras.optimizers.Optimizer, step: Step, train_iter: DataIter,
-          test_iter: DataIter, run: Run, no_progress: bool = False) -> None:
-    """Train for the run's remaining epochs, checkpointing after each."""
-    hp = run.hparams
-    for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
-        _seed_dropout(net, epoch_seed(hp.seed, epoch))  # dropout: repeatable on resume, per replica
-        train_iter.set_epoch(epoch)
-        start = time.perf_counter()
-        with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
-            train_l, train_acc, train_time = train_epoch(net, step, train_iter, bar)
+          test_iter: DataIter, loop: Loop) -> None:
+    """Train for the run's remaining epochs, checkpointing after each (and where a stop lands)."""
+    for epoch in loop.epochs(train_iter, lambda path, e: save_checkpoint(path, net, trainer, e)):
+        train_iter.set_epoch(epoch.number, epoch.start_batch)  # this epoch's order, from where it stopped
+        train_l, train_acc, train_time = train_epoch(net, step, train_iter, epoch)
         test_acc = evaluate_accuracy(net, test_iter)
-        record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
-                              train_time, time.perf_counter() - start)
-        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
+        epoch.end(train_l, train_acc, train_time, test_acc)
 
 
 # ---- Checkpoints ----

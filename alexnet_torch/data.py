@@ -54,7 +54,7 @@ class DataIter(Minibatches):
     def shards(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
         """This replica's (X, y) of each minibatch, with the minibatch's size (one device: all of it)."""
         order = self.order()
-        batches = [order[i:i + self.batch_size] for i in range(0, self.num_examples, self.batch_size)]
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         mine = [shard(batch, self.rank, self.world) for batch in batches]  # contiguous slices
         idx = torch.from_numpy(np.concatenate(mine)).to(self.device)  # one copy to the device per pass
         for batch, idx_i in zip(batches, torch.split(idx, [len(m) for m in mine])):

@@ -47,7 +47,8 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
     dist.init_process_group("nccl" if here.type == "cuda" else "gloo")  # meets the others via torchrun's env
     count = dist.get_world_size()  # as the process group counts them
     return Replicas(here, f"{device_name(here)} x{count} (DDP)", on_cpu=here.type == "cpu", count=count,
-                    rank=dist.get_rank(), processes=count, broadcast=_broadcast)
+                    rank=dist.get_rank(), processes=count, broadcast=_broadcast,
+                    agree=lambda flag: _agree(flag, here))
 
 
 def _broadcast(value: object) -> object:
@@ -55,6 +56,13 @@ def _broadcast(value: object) -> object:
     box = [value]
     dist.broadcast_object_list(box)
     return box[0]
+
+
+def _agree(flag: bool, device: torch.device) -> bool:
+    """Whether any process says True (all processes stop, or checkpoint, at the same minibatch)."""
+    x = torch.tensor(int(flag), device=device)
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return bool(x.item())
 
 
 def close(replicas: Replicas) -> None:

@@ -12,13 +12,12 @@ from alexnet_torch.model import alexnet, get_weights
 from alexnet_torch.parallel import close, make_step, replicas
 from alexnet_torch.step import evaluate_accuracy, fast_path, peak_memory, train_step, unwrap
 from common import training
-from common.batches import epoch_seed
+from common.epoch import Epoch, Loop
 from common.errors import UserError, run_cli
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
-from common.metrics import epoch_record, progress, versions
+from common.metrics import versions
 from common.replicas import Replicas, Step
-from common.run import Run
 
 BACKEND = "torch"
 CKPT_EXT = "pt"
@@ -44,34 +43,31 @@ def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[Data
 # ---- The training loop ----
 
 
-def train_epoch(net: nn.Module, step: Step, train_iter: DataIter, bar) -> tuple[float, float, float]:
-    """One pass over the training data: mean loss, accuracy and seconds."""
+def train_epoch(net: nn.Module, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
+    """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
     net.train()
-    metric = torch.zeros(2, device=train_iter.device)  # summed loss, number correct
-    start = time.perf_counter()
-    for X, y, n in train_iter.shards():  # --devices N: this process's shard of a minibatch of n
+    sums = epoch.sums if train_iter.rank == 0 else [0.0, 0.0]  # after a stop: rank 0 holds every shard's sums
+    metric = torch.tensor(sums, device=train_iter.device)  # summed loss, number correct
+
+    def read() -> list[float]:  # the sums so far over all shards; waits for the device
+        return train_iter.total(metric.clone()).tolist()
+
+    for i, (X, y, n) in epoch.minibatches(train_iter.shards()):  # --devices N: this process's shard of n
+        torch.manual_seed(epoch.seed(i) + train_iter.rank)  # dropout: the same masks on resume, per replica
         l, correct = step(X, y, n)
         metric += torch.stack([l, correct.float()])
-        bar.update(n)
-    train_l, train_correct = train_iter.total(metric).tolist()  # all shards; waits for the device
-    n = train_iter.num_examples
-    return train_l / n, train_correct / n, time.perf_counter() - start
+        epoch.done(i, n, read)  # the bar, a curve point now and then, a checkpoint when stopped
+    return epoch.means(read())
 
 
 def train(net: nn.Module, trainer: torch.optim.Optimizer, step: Step, train_iter: DataIter,
-          test_iter: DataIter, run: Run, no_progress: bool = False) -> None:
-    """Train for the run's remaining epochs, checkpointing after each."""
-    hp = run.hparams
-    for epoch in range(run.start_epoch + 1, hp.num_epochs + 1):
-        torch.manual_seed(epoch_seed(hp.seed, epoch) + train_iter.rank)  # dropout: repeatable, per replica
-        train_iter.set_epoch(epoch)
-        start = time.perf_counter()
-        with progress(train_iter.num_examples, epoch, hp.num_epochs, no_progress) as bar:
-            train_l, train_acc, train_time = train_epoch(net, step, train_iter, bar)
+          test_iter: DataIter, loop: Loop) -> None:
+    """Train for the run's remaining epochs, checkpointing after each (and where a stop lands)."""
+    for epoch in loop.epochs(train_iter, lambda path, e: save_checkpoint(path, net, trainer, e)):
+        train_iter.set_epoch(epoch.number, epoch.start_batch)  # this epoch's order, from where it stopped
+        train_l, train_acc, train_time = train_epoch(net, step, train_iter, epoch)
         test_acc = evaluate_accuracy(net, test_iter)
-        record = epoch_record(epoch, train_l, train_acc, test_acc, train_iter.num_examples,
-                              train_time, time.perf_counter() - start)
-        run.end_epoch(record, lambda path, epoch=epoch: save_checkpoint(path, net, trainer, epoch))
+        epoch.end(train_l, train_acc, train_time, test_acc)
 
 
 # ---- Checkpoints ----

@@ -4,6 +4,10 @@ Adding a backend is a folder `alexnet_<name>/` mirroring the others plus one ent
 the noxfile's sessions, the side-by-side page and the parity and docs checks all take the list from here.
 """
 
+import importlib.metadata
+import importlib.util
+import re
+import sys
 from dataclasses import dataclass
 
 
@@ -20,6 +24,7 @@ class Backend:
     bf16: bool  # whether --fast computes in bfloat16 (else the fast path keeps float32)
     profile_table: bool  # whether bench --profile prints a table of ops (else only a trace)
     launcher: str  # how --devices N starts: "torchrun" (a process per replica) or "in-process"
+    minimum: str = "0"  # the oldest release of its framework the code runs on (pyproject's extra says the same)
 
     @property
     def package(self) -> str:
@@ -29,11 +34,48 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch", ("torch",), "torch", ("torch==2.13.0",), "NCHW",
-            bf16=True, profile_table=True, launcher="torchrun"),
+            bf16=True, profile_table=True, launcher="torchrun", minimum="2.4"),
     Backend("tf", "TensorFlow (Keras 3)", ("tensorflow", "keras"), "tf", ("tensorflow-cpu>=2.16",), "NHWC",
-            bf16=True, profile_table=False, launcher="in-process"),
+            bf16=True, profile_table=False, launcher="in-process", minimum="2.16"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
-            bf16=False, profile_table=True, launcher="in-process"),
+            bf16=False, profile_table=True, launcher="in-process", minimum="1.9.1"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """A version's release numbers: '2.13.0+cpu' -> (2, 13, 0)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def installed_version(module: str) -> str | None:
+    """The installed version of the distribution that provides `module` (torch, tensorflow-cpu, ...)."""
+    for dist in importlib.metadata.packages_distributions().get(module, []):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def problem(name: str, version: str | None = None) -> str | None:
+    """Why this Python cannot run a backend (its framework missing or too old), or None."""
+    backend = BACKENDS[name]
+    fix = f"pip install '.[{backend.extra}]' in this environment (README: Install), or use the one that has it"
+    missing = [m for m in backend.imports if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"the {backend.title} backend needs {missing[0]}, which {sys.executable} does not have: {fix}"
+    version = version or installed_version(backend.imports[0])
+    if version and _release(version) < _release(backend.minimum):
+        return (f"the {backend.title} backend needs {backend.imports[0]} {backend.minimum} or newer, and "
+                f"{sys.executable} has {version}: {fix}")
+    return None
+
+
+def require(name: str) -> None:
+    """Stop with one line naming the extra to install when this Python cannot run the backend."""
+    found = problem(name)
+    if found:
+        print(f"error: {found}", file=sys.stderr)
+        raise SystemExit(2)

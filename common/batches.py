@@ -15,9 +15,9 @@ def num_batches(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The framework seed for one epoch's dropout, so that a resumed run repeats it exactly."""
-    return int(np.random.default_rng([seed, epoch, 1]).integers(2**31 - 1))
+def batch_seed(seed: int, epoch: int, batch: int) -> int:
+    """The framework seed for one minibatch's dropout, so that a run resumed mid-epoch repeats it exactly."""
+    return int(np.random.default_rng([seed, epoch, batch, 2]).integers(2**31 - 1))
 
 
 def shard(idx: np.ndarray, rank: int, world: int) -> np.ndarray:
@@ -30,15 +30,15 @@ class Minibatches:
 
     def __init__(self, num_examples: int, batch_size: int, shuffle: bool, seed: int):
         self.num_examples, self.batch_size = num_examples, batch_size  # examples in one pass
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.shuffle, self.seed, self.epoch, self.start = shuffle, seed, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next pass uses (so that a resume repeats it)."""
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Choose the epoch whose order the next pass uses, from minibatch `start` on (so that a resume repeats it)."""
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
         return num_batches(self.num_examples, self.batch_size)
 
     def order(self) -> np.ndarray:
-        """This epoch's example order."""
-        return epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)
+        """This epoch's example order, from its first minibatch not done (a whole number of minibatches in)."""
+        return epoch_order(self.num_examples, self.seed, self.epoch, self.shuffle)[self.start * self.batch_size:]

@@ -2,11 +2,13 @@
 
 import argparse
 import math
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from common.errors import InputTooSmallError, UserError
 from common.hparams import BOOK, HParams
+from common.run import stored_settings
 from common.spec import MIN_RESIZE, check_resize
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -61,6 +63,11 @@ def _resize(text: str) -> int:
     return side
 
 
+# --quick: the book's network and loop on a budget, about 5 minutes on a 2-core CPU (README: "A quick try").
+QUICK = {"resize": 67, "epochs": 2, "batch_size": 64, "lr": 0.05}
+QUICK_TEXT = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+
+
 def parser(backend: str) -> argparse.ArgumentParser:
     """The train command's parser for one backend, every default from the book."""
     p = _Parser(
@@ -87,17 +94,45 @@ def parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs") / backend,
                    help="directory for metrics, curves, summary, checkpoints and weights")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
+                   help="continue the run in --out from its last checkpoint, with its stored settings (flags given "
+                        "again must agree; a larger --epochs trains on)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a finished or different run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--checkpoint-every", type=positive_float, default=15.0, metavar="MINUTES",
+                   help="also checkpoint inside an epoch this often, against a crash or kill -9 (Ctrl-C and "
+                        "SIGTERM always checkpoint at the current minibatch)")
     p.add_argument("--devices", type=positive_int, default=1,
                    help="data-parallel replicas, each taking an equal share of every minibatch: GPUs, "
                         "or CPU processes/devices (PyTorch: launch with torchrun, see README)")
-    p.add_argument("--fast", action="store_true", help=FAST_HELP)
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=False, help=FAST_HELP)
+    p.add_argument("--quick", action="store_true",
+                   help=f"a quick try that visibly learns: {QUICK_TEXT} (flags given too win), into "
+                        f"runs/{backend}-quick, replaced each time")
     p.add_argument("--dry-run", action="store_true",
-                   help="one epoch on two batches, to check the set-up quickly")
+                   help="one epoch on two batches into a temporary directory, removed after: checks the "
+                        "set-up in seconds and keeps nothing")
     return p
+
+
+# The train flags a run stores, so that --resume needs none of them: stored name -> argparse dest.
+STORED_FLAGS = {"lr": "lr", "batch_size": "batch_size", "num_epochs": "epochs", "resize": "resize", "seed": "seed",
+                "train_limit": "train_limit", "test_limit": "test_limit", "fast": "fast", "data_dir": "data_dir"}
+
+
+def given(backend: str, argv: list[str] | None) -> set[str]:
+    """The dests of the flags the command line really gives (not defaults)."""
+    p = parser(backend)
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(argv)))
+
+
+def take_stored(args: argparse.Namespace, explicit: set[str], stored: dict) -> None:
+    """--resume: every setting the command line leaves out comes from the run's stored ones."""
+    for name, dest in STORED_FLAGS.items():
+        if dest not in explicit and stored.get(name) is not None:
+            setattr(args, dest, Path(stored[name]) if dest == "data_dir" else stored[name])
 
 
 def model_parser(backend: str) -> argparse.ArgumentParser:
@@ -128,11 +163,27 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
 
 
 def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and check the train flags; --dry-run shrinks the run to two batches."""
+    """Parse and check the train flags; --resume takes the run's settings; --dry-run shrinks the run."""
     args = parser(backend).parse_args(argv)
+    explicit = given(backend, argv)
+    args.temporary_out = False
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: pass only one")
+    if args.resume:
+        take_stored(args, explicit, stored_settings(args.out))
+    if args.quick:
+        if args.resume:
+            raise UserError("--quick starts a new quick try, it cannot --resume a run: drop one of them")
+        for dest, value in QUICK.items():
+            if dest not in explicit:
+                setattr(args, dest, value)
+        if "out" not in explicit:  # its own directory, replaced by the next quick try
+            args.out, args.force = Path("runs") / f"{backend}-quick", True
     if args.dry_run:
+        if args.resume:
+            raise UserError("--dry-run starts a throwaway run, it cannot --resume one: drop one of them")
+        if "out" not in explicit:  # a throwaway directory: nothing is left to block the next command
+            args.out, args.temporary_out = Path(tempfile.mkdtemp(prefix=f"alexnet-{backend}-dry-run-")), True
         args.epochs = 1
         args.train_limit = min(args.train_limit or 2 * args.batch_size, 2 * args.batch_size)
         args.test_limit = min(args.test_limit or args.batch_size, args.batch_size)

@@ -15,11 +15,11 @@ from common.spec import forward_flops
 
 
 def epoch_record(epoch: int, loss: float, train_acc: float, test_acc: float,
-                 num_train: int, train_time: float, epoch_time: float) -> dict:
-    """One epoch's metrics, as a line of metrics.jsonl."""
+                 num_train: int, train_time: float, epoch_time: float, points: list | None = None) -> dict:
+    """One epoch's metrics, as a line of metrics.jsonl; `points`: (epoch, loss, acc) so far, along the way."""
     return {"epoch": epoch, "loss": loss, "train_acc": train_acc, "test_acc": test_acc,
             "examples_per_sec": num_train / train_time, "train_time": train_time,
-            "epoch_time": epoch_time}
+            "epoch_time": epoch_time, "points": points or []}
 
 
 def epoch_line(record: dict, num_epochs: int) -> str:
@@ -42,10 +42,19 @@ def book_line(history: list[dict], device: str) -> str:
             f"test acc {last['test_acc']:.3f}, {examples_per_sec(history):.1f} examples/sec on {device}")
 
 
-def progress(total: int, epoch: int, num_epochs: int, disable: bool) -> tqdm:
-    """A progress bar over training images: images/s and time left for this epoch."""
-    return tqdm(total=total, desc=f"epoch {epoch}/{num_epochs}", unit="img", unit_scale=True,
+def progress(total: int, epoch: int, num_epochs: int, disable: bool, initial: int = 0) -> tqdm:
+    """A progress bar over one epoch's training images: images/s, this epoch's time left, then the run's."""
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{num_epochs}", unit="img", unit_scale=True,
                 leave=False, disable=disable, dynamic_ncols=True)
+
+
+def run_left(bar: tqdm, num_train: int, num_test: int, epoch: int, num_epochs: int) -> str:
+    """The whole run's time left at the bar's rate (the epochs after this one, evaluations included)."""
+    rate = bar.format_dict.get("rate")
+    if not rate:
+        return "run: measuring"
+    images = (num_train - bar.n) + num_test / 3 + (num_epochs - epoch) * (num_train + num_test / 3)
+    return f"run: {tqdm.format_interval(images / rate)} left"
 
 
 def long_run(hparams: HParams, num_train: int, num_epochs: int, cpu_flops: float = 2e11) -> bool:
@@ -59,11 +68,14 @@ def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: i
 
 
 def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs: int) -> str:
-    """Say how long a run will take, and how to make a quick try instead."""
+    """Say how long a run will take and, for a long one, how to make it shorter."""
     human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
-    return (f"note: measured {images_per_sec:.1f} training images/s on {device}, so {num_epochs} "
-            f"epoch(s) will take about {human}; for a quick try use --dry-run, or "
-            f"--resize 96 --train-limit 5000 --epochs 2")
+    line = (f"measured {images_per_sec:.1f} training images/s on {device}, so {num_epochs} epoch(s) will take "
+            f"about {human}")
+    if seconds < 3600:
+        return f"note: {line}"
+    return (f"warning: {line}; Ctrl-C stops it keeping the work done (--resume goes on). Shorter: --quick "
+            f"(about 5 minutes), --fast, a smaller --resize or --train-limit, or a GPU")
 
 
 def mode(fast: bool) -> str:
@@ -118,20 +130,29 @@ def write_metrics(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in history))
 
 
+def curve_points(history: list[dict]) -> list[tuple[float, float, float]]:
+    """The training curves' points: several along each epoch (the book plots 5), then its end."""
+    points = []
+    for r in history:
+        points += [tuple(p) for p in r.get("points", [])]
+        points.append((r["epoch"], r["loss"], r["train_acc"]))
+    return points
+
+
 def plot_curves(path: Path, history: list[dict], num_epochs: int, title: str) -> None:
-    """Plot train loss, train acc and test acc per epoch, like the book's figure (PNG)."""
+    """Plot train loss and acc along the epochs and test acc after each, like the book's figure (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [r["epoch"] for r in history]
+    x, loss, acc = zip(*curve_points(history), strict=True)
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.plot(epochs, [r["loss"] for r in history], "-", label="train loss")
-    ax.plot(epochs, [r["train_acc"] for r in history], "m--", label="train acc")
-    ax.plot(epochs, [r["test_acc"] for r in history], "g-.", label="test acc")
-    ax.set(xlabel="epoch", xlim=(1, max(num_epochs, 2)), title=title)
+    ax.plot(x, loss, "-", marker=".", label="train loss")
+    ax.plot(x, acc, "m--", marker=".", label="train acc")
+    ax.plot([r["epoch"] for r in history], [r["test_acc"] for r in history], "g-.", marker="o", label="test acc")
+    ax.set(xlabel="epoch", xlim=(0, max(num_epochs, 1)), title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True)
     ax.legend()

@@ -18,7 +18,7 @@ Step = Callable[..., tuple[Any, Any]]  # step(X, y, n) -> (summed loss, number c
 
 
 def _alone(value: object) -> object:
-    """Broadcast among one process: the value itself."""
+    """Broadcast or agree among one process: the value itself."""
     return value
 
 
@@ -34,6 +34,7 @@ class Replicas:
     processes: int = 1  # processes taking part (torchrun starts one per replica; others use one)
     engine: Any = None  # the framework's own handle: a tf.distribute strategy, MXNet's contexts
     broadcast: Callable[[object], object] = field(default=_alone, repr=False)  # rank 0's value, everywhere
+    agree: Callable[[bool], bool] = field(default=_alone, repr=False)  # True everywhere if True anywhere
 
     @property
     def is_main(self) -> bool:
@@ -46,8 +47,13 @@ class Follower:
 
     checkpoint = None  # rank 0 loads it; the engine copies its weights to the others
 
-    def __init__(self, hparams: HParams, start_epoch: int):
+    def __init__(self, hparams: HParams, start_epoch: int, partial: dict | None):
         self.hparams, self.start_epoch = hparams, start_epoch
+        # Where rank 0 stopped inside an epoch; the sums so far are rank 0's to hold (they are all the shards').
+        self.partial = partial and {**partial, "sums": [0.0, 0.0]}
+
+    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None]) -> None:
+        """Nothing to write (rank 0 does)."""
 
     def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
         """Nothing to write or print (rank 0 does); stop with rank 0's Run when the loss is not finite."""
@@ -70,11 +76,11 @@ def shared_run(replicas: Replicas, hparams: HParams, make_run: Callable[[], Run]
         done = None  # stays None if rank 0 cannot open the run: the others then stop too
         try:
             run = make_run()
-            done = run.start_epoch
+            done = (run.start_epoch, run.partial)
         finally:
             replicas.broadcast(done)
         return run
     done = replicas.broadcast(None)
     if done is None:
         raise SystemExit(2)  # rank 0 has said why
-    return Follower(hparams, done)
+    return Follower(hparams, *done)

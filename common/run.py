@@ -14,6 +14,7 @@ import fcntl
 import json
 import math
 import os
+import shlex
 import signal
 import threading
 import time
@@ -27,6 +28,15 @@ from common.hparams import HParams
 from common.metrics import book_line, epoch_line, examples_per_sec, plot_curves, write_metrics
 
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json")
+
+
+def stored_settings(out: Path) -> dict:
+    """The hyperparameters of the run in `out` and its --data-dir (as `data_dir`); empty where there is no run."""
+    try:
+        state = json.loads((Path(out) / "state.json").read_text())
+        return {**state["hparams"], "data_dir": state.get("data_dir")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # Run says what is wrong when it opens the directory
 
 
 def diverged(record: dict) -> bool:
@@ -65,8 +75,9 @@ class Run:
     """The files of one training run in `out`, for one backend and one set of hyperparameters."""
 
     def __init__(self, out: Path, backend: str, hparams: HParams, ckpt_ext: str,
-                 resume: bool = False, force: bool = False):
+                 resume: bool = False, force: bool = False, data_dir: Path | None = None):
         self.out, self.backend, self.hparams, self.ckpt_ext = Path(out), backend, hparams, ckpt_ext
+        self.data_dir = str(Path(data_dir).resolve()) if data_dir else None  # stored, for --resume
         self.state_path = self.out / "state.json"
         self.metrics_path = self.out / "metrics.jsonl"
         self.curves_path = self.out / "curves.png"
@@ -74,6 +85,7 @@ class Run:
         self.summary_path = self.out / "summary.json"
         self.history: list[dict] = []
         self.checkpoint: Path | None = None  # the native checkpoint to resume from
+        self.partial: dict | None = None  # where a run stopped inside an epoch (common/epoch.py), if it did
         self.started = time.perf_counter()
         self._lock = None
         if resume:
@@ -118,7 +130,7 @@ class Run:
                             f"frameworks: start a new run, or load {self.weights_path.name} (neutral "
                             f"weights) into {self.backend}")
         self._check_same_hparams(state["hparams"])
-        self.history = state["history"]
+        self.history, self.partial = state["history"], state.get("partial")
         self.checkpoint = self.out / state["checkpoint"]
         if self.start_epoch >= self.hparams.num_epochs:
             raise UserError(f"the run in {self.out} has done its {self.start_epoch} epochs: pass a larger "
@@ -166,29 +178,46 @@ class Run:
                             f"the run diverged (try a smaller --lr); {kept} in {self.out}")
         with interrupts_held():  # Ctrl-C here lands after the epoch's files, not inside an import or a write
             history = [*self.history, record]
-            name = f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}"
-            with atomic_path(self.out / name) as tmp:
-                write_checkpoint(tmp)
-            state = {"backend": self.backend, "hparams": self.hparams.to_dict(),
-                     "epoch": record["epoch"], "checkpoint": name, "history": history}
-            atomic_write_text(self.state_path, json.dumps(state, indent=1))
-            for old in self.out.glob(f"checkpoint-*.{self.ckpt_ext}"):
-                if old.name != name:
-                    old.unlink()
-            self.history, self.checkpoint = history, self.out / name
+            self._commit(f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}", write_checkpoint, history, None)
             write_metrics(self.metrics_path, history)
             plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
             print(epoch_line(record, self.hparams.num_epochs), flush=True)
 
+    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None]) -> None:
+        """Record a run stopped inside an epoch: its checkpoint there and what resuming needs (common/epoch.py)."""
+        with interrupts_held():
+            name = f"checkpoint-{partial['epoch']:03d}-{partial['batch']:05d}.{self.ckpt_ext}"
+            self._commit(name, write_checkpoint, self.history, partial)
+
+    def _commit(self, name: str, write_checkpoint: Callable[[Path], None], history: list[dict],
+                partial: dict | None) -> None:
+        """Write the checkpoint, then state.json naming it (the commit point), then drop older checkpoints."""
+        with atomic_path(self.out / name) as tmp:
+            write_checkpoint(tmp)
+        state = {"backend": self.backend, "hparams": self.hparams.to_dict(), "data_dir": self.data_dir,
+                 "epoch": len(history), "checkpoint": name, "history": history, "partial": partial}
+        atomic_write_text(self.state_path, json.dumps(state, indent=1))
+        for old in self.out.glob(f"checkpoint-*.{self.ckpt_ext}"):
+            if old.name != name:
+                old.unlink()
+        self.history, self.partial, self.checkpoint = history, partial, self.out / name
+
+    def kept(self) -> str:
+        """What the last checkpoint holds, in words."""
+        if self.partial:
+            p = self.partial
+            before = f", after {len(self.history)} whole epoch(s)" if self.history else ""
+            return f"epoch {p['epoch']} up to minibatch {p['batch']} of {p['batches']}{before}"
+        return f"epoch {self.start_epoch}"
+
     def interrupted(self, command: str | None = None) -> Interrupted:
-        """The error to raise on Ctrl-C or SIGTERM, naming what was kept and how to go on."""
+        """The error to raise on Ctrl-C or SIGTERM, naming what was kept and the command that goes on."""
         command = command or f"python -m alexnet_{self.backend}.train"
-        if not self.history:
-            return Interrupted(f"interrupted before the first epoch ended, so nothing was saved in "
-                               f"{self.out}; run the same command again to start over")
-        return Interrupted(f"interrupted: the checkpoint of epoch {self.start_epoch} is kept in {self.out}; "
-                           f"continue with {command} --out {self.out} --resume "
-                           f"(and the same settings)")
+        if not self.history and not self.partial:
+            return Interrupted(f"interrupted before the first checkpoint, so nothing was saved in {self.out}; "
+                               f"run the same command again to start over")
+        return Interrupted(f"interrupted: the checkpoint of {self.kept()} is kept in {self.out}; "
+                           f"continue with: {command} --out {shlex.quote(str(self.out))} --resume")
 
     def finish(self, device: str, extra: dict) -> str:
         """Write summary.json and return the book's final line."""

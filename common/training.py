@@ -7,13 +7,16 @@
 The loop itself (train_epoch, train) stays in each backend: it is the lesson.
 """
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common import fashion_mnist
+from common.backends import BACKENDS
 from common.cli import hparams_from_args, parse_args
+from common.epoch import Loop, StopRequests
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
 from common.metrics import estimate, estimate_line, long_run
@@ -33,7 +36,7 @@ class Hooks:
     build: Callable[[HParams, Replicas], tuple[Any, Any]]  # the network and its trainer, seeded
     load_data: Callable[[FashionMNIST, HParams, Replicas], tuple[Any, Any]]  # train_iter, test_iter
     make_step: Callable[[Any, Any, Replicas], Step]  # one device, data parallel or fast: chosen once
-    train: Callable[[Any, Any, Step, Any, Any, Any, bool], None]  # net, trainer, step, iters, run, quiet
+    train: Callable[[Any, Any, Step, Any, Any, Loop], None]  # net, trainer, step, train_iter, test_iter, loop
     load_checkpoint: Callable[[Path, Any, Any], int]
     probe_speed: Callable[[HParams, Replicas], float]  # training images/s, timed on one minibatch
     get_weights: Callable[[Any], dict]  # the neutral weights
@@ -49,14 +52,24 @@ def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNI
         print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
 
 
+def resume_command(backend: str, replicas: Replicas) -> str:
+    """The command that continues a run on the same replicas (--out and --resume follow it)."""
+    module = f"alexnet_{backend}.train"
+    if replicas.count == 1:
+        return f"python -m {module}"
+    if BACKENDS[backend].launcher == "torchrun":  # one process per replica, on this machine
+        return f"torchrun --standalone --nproc-per-node {replicas.count} -m {module} --devices {replicas.count}"
+    return f"python -m {module} --devices {replicas.count}"
+
+
 def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(hooks.backend, argv)
     hp = hparams_from_args(args)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
-    run = shared_run(replicas, hp, lambda: Run(args.out, hooks.backend, hp, hooks.ckpt_ext,
-                                               resume=args.resume, force=args.force))
+    run = shared_run(replicas, hp, lambda: Run(args.out, hooks.backend, hp, hooks.ckpt_ext, resume=args.resume,
+                                               force=args.force, data_dir=args.data_dir))
     try:
         if replicas.is_main:
             print(fashion_mnist.describe(data))
@@ -69,10 +82,12 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         train_iter, test_iter = hooks.load_data(data, hp, replicas)
         step = hooks.make_step(net, trainer, replicas)
         try:
-            hooks.train(net, trainer, step, train_iter, test_iter, run, args.no_progress or not replicas.is_main)
+            with StopRequests() as stop:  # Ctrl-C and SIGTERM: stop after this minibatch, keeping it
+                loop = Loop(run, len(data.test_labels), stop, replicas.agree, args.checkpoint_every * 60,
+                            args.no_progress or not replicas.is_main)
+                hooks.train(net, trainer, step, train_iter, test_iter, loop)
         except KeyboardInterrupt:
-            launcher = "the same launcher command, plus" if replicas.processes > 1 else None
-            raise run.interrupted(launcher) from None
+            raise run.interrupted(resume_command(hooks.backend, replicas)) from None
         if replicas.is_main:  # every replica holds the same weights
             save_weights(run.weights_path, hooks.get_weights(net), hp.resize, hooks.backend)
             extra = {**hooks.describe(replicas), "params": num_params(hp.resize),
@@ -81,3 +96,6 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     finally:
         run.close()
         hooks.close(replicas)
+        if args.temporary_out and replicas.is_main:  # --dry-run: nothing is kept
+            shutil.rmtree(args.out, ignore_errors=True)
+            print(f"dry run: {args.out} removed, nothing kept")

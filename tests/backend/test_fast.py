@@ -70,7 +70,7 @@ def test_fast_run_trains_resumes_and_is_told_apart(fw, tiny_data, tmp_path, caps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["hparams"]["fast"] is True and summary["memory"]["peak_mb"] > 0
     with pytest.raises(UserError, match="fast False"):
-        train(fw, tiny_data, out, "--epochs", "2", "--resume")  # the faithful math cannot continue it
-    train(fw, tiny_data, out, "--epochs", "2", "--resume", "--fast")
+        train(fw, tiny_data, out, "--epochs", "2", "--resume", "--no-fast")  # the faithful math cannot continue it
+    train(fw, tiny_data, out, "--epochs", "2", "--resume")  # the run's own settings: fast
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and "epoch 2/2" in capsys.readouterr().out

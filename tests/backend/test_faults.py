@@ -3,6 +3,7 @@
 import gzip
 import json
 import pickle
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
+from common.spec import MIN_RESIZE
+from common.weights import load_weights
 from tests.backend.test_cli import FAST, train
 
 
@@ -27,11 +30,17 @@ def test_interrupt_keeps_the_last_checkpoint_and_resume_goes_on(fw, backend, tin
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted: the checkpoint of epoch" in err and "--resume" in err and "Traceback" not in err
+    assert "interrupted: the checkpoint of epoch" in err and "Traceback" not in err
     done = json.loads((out / "state.json").read_text())["epoch"]
     assert (out / json.loads((out / "state.json").read_text())["checkpoint"]).is_file()
-    train(fw, tiny_data, out, "--batch-size", "16", "--epochs", str(done + 1), "--resume")
-    assert json.loads((out / "summary.json").read_text())["epochs"] == done + 1
+    printed = shlex.split(err.split("continue with: ")[1].splitlines()[0])
+    assert printed[:3] == ["python", "-m", f"alexnet_{backend}.train"] and printed[-1] == "--resume"
+    # As typed (the run's settings, data directory included, come from the run), with fewer epochs to go.
+    resumed = subprocess.run([sys.executable, *printed[1:], "--epochs", str(done + 1)], capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == done + 1 and summary["hparams"]["batch_size"] == 16
 
 
 def test_a_diverging_run_stops_with_a_clear_message(fw, tiny_data, tmp_path):
@@ -101,3 +110,34 @@ def test_bad_numbers_exit_2_with_one_line(fw, tmp_path, capsys, argv):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and argv[0] in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_killed_mid_epoch_resumes_exactly_from_its_periodic_checkpoint(fw, backend, tiny_data, tmp_path):
+    argv = ["--batch-size", "16", "--epochs", "2"]  # 256 training images: 16 minibatches an epoch
+    train(fw, tiny_data, tmp_path / "straight", *argv)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", f"alexnet_{backend}.train", *FAST, *argv, "--data-dir",
+                             str(tiny_data), "--out", str(out), "--checkpoint-every", "0.001"],  # every 60 ms
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state, deadline = {}, time.monotonic() + 240
+    while not state.get("partial") and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        try:
+            state = json.loads((out / "state.json").read_text())
+        except (OSError, ValueError):
+            pass
+    proc.send_signal(signal.SIGKILL)  # a crash: no handler runs
+    proc.communicate(timeout=60)
+    state = json.loads((out / "state.json").read_text())
+    assert state["partial"] and 0 < state["partial"]["batch"] < 16, state.get("partial")
+    train(fw, tiny_data, out, *argv, "--resume")  # from the minibatch after the checkpoint
+    a = load_weights(tmp_path / "straight" / "weights.safetensors", MIN_RESIZE)
+    b = load_weights(out / "weights.safetensors", MIN_RESIZE)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-6, err_msg=name)
+    runs = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+            for d in (tmp_path / "straight", out)]
+    for x, y in zip(*runs, strict=True):
+        for key in ("loss", "train_acc", "test_acc"):
+            assert x[key] == pytest.approx(y[key], abs=1e-6), key
+        assert len(x["points"]) == 5 and np.allclose(x["points"], y["points"], atol=1e-6)  # the curves too

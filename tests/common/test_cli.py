@@ -1,5 +1,8 @@
 """The one train parser: the book's defaults, documented flags, one-line errors."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from common.cli import bench_parser, hparams_from_args, parse_args, parser
@@ -50,9 +53,26 @@ def test_resume_and_force_contradict():
         parse_args("torch", ["--resume", "--force"])
 
 
-def test_dry_run_is_two_batches_of_one_epoch():
+def test_dry_run_is_two_batches_of_one_epoch_in_a_throwaway_directory(tmp_path):
     args = parse_args("torch", ["--dry-run", "--batch-size", "16", "--epochs", "5"])
     assert (args.epochs, args.train_limit, args.test_limit) == (1, 32, 16)
+    assert args.temporary_out and args.out.is_dir() and not list(args.out.iterdir())
+    args.out.rmdir()
+    kept = parse_args("torch", ["--dry-run", "--out", str(tmp_path / "mine")])
+    assert not kept.temporary_out and kept.out == tmp_path / "mine"
+    with pytest.raises(UserError, match="cannot --resume"):
+        parse_args("torch", ["--dry-run", "--resume", "--out", str(tmp_path)])
+
+
+def test_resume_takes_the_runs_stored_settings(tmp_path):
+    stored = {"lr": 0.05, "batch_size": 32, "num_epochs": 3, "resize": 67, "seed": 4, "train_limit": 500,
+              "test_limit": None, "fast": True}
+    (tmp_path / "state.json").write_text(json.dumps({"hparams": stored, "data_dir": "/data/fm"}))
+    args = parse_args("tf", ["--out", str(tmp_path), "--resume"])
+    assert hparams_from_args(args) == HParams(**stored) and args.data_dir == Path("/data/fm")
+    more = parse_args("tf", ["--out", str(tmp_path), "--resume", "--epochs", "5", "--no-fast", "--lr", "0.01"])
+    assert (more.epochs, more.fast, more.lr, more.resize) == (5, False, 0.01, 67)  # given flags win; Run checks them
+    assert parse_args("tf", ["--out", str(tmp_path / "none"), "--resume"]).lr == BOOK.lr  # Run says there is none
 
 
 def test_fast_is_opt_in_and_part_of_the_run_settings():

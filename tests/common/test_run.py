@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from common.epoch import StopRequests
 from common.errors import UserError, _sigterm
 from common.hparams import HParams
-from common.metrics import book_line, epoch_record, estimate, examples_per_sec
+from common.metrics import book_line, curve_points, epoch_record, estimate, estimate_line, examples_per_sec, plot_curves
 from common.run import Run
 
 HP = HParams(num_epochs=3, resize=67)
@@ -89,6 +90,7 @@ def test_more_epochs_may_be_added_on_resume_but_not_fewer(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_during_the_epochs_files_waits_for_them(tmp_path, sig):
     before = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM as the commands treat it: like Ctrl-C
+    before_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # live even where started ignored
     try:
         run = Run(tmp_path, "x", HP, "ckpt")
 
@@ -105,6 +107,7 @@ def test_an_interrupt_during_the_epochs_files_waits_for_them(tmp_path, sig):
         assert signal.getsignal(signal.SIGTERM) is _sigterm
     finally:
         signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, before_int)
 
 
 def test_interrupt_message_says_how_to_continue(tmp_path):
@@ -186,3 +189,30 @@ def test_files_get_the_users_normal_permissions(tmp_path):
         os.umask(before)
     for name in ("state.json", "metrics.jsonl", "curves.png", "checkpoint-001.ckpt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o640, name  # 0666 less the umask, not 0600
+
+
+def test_a_long_run_is_announced_with_how_to_shorten_it():
+    long = estimate_line(2 * 3600, 25.0, "this CPU", 10)
+    assert long.startswith("warning:") and "2.0 hours" in long and "--quick" in long and "Ctrl-C" in long
+    assert estimate_line(600, 25.0, "this CPU", 1) == \
+        "note: measured 25.0 training images/s on this CPU, so 1 epoch(s) will take about 10 minutes"
+
+
+def test_a_stop_request_waits_for_the_minibatch_and_a_second_one_stops_at_once():
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with StopRequests() as stop:
+            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: a request, nothing raised
+            assert stop.requested
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)  # the second: at once
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_one_epoch_plots_its_points_with_markers(tmp_path):
+    history = [epoch_record(1, 0.9, 0.6, 0.7, 100, 4.0, 5.0, points=[[0.2, 2.3, 0.1], [0.4, 2.0, 0.3]])]
+    assert curve_points(history) == [(0.2, 2.3, 0.1), (0.4, 2.0, 0.3), (1, 0.9, 0.6)]
+    plot_curves(tmp_path / "c.png", history, 1, "one epoch")
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

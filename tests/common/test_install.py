@@ -1,0 +1,37 @@
+"""A backend run where its framework is missing or too old says so in one line, naming the extra."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common import backends
+from common.backends import BACKENDS, NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_missing_framework_is_one_line_naming_the_extra(name):
+    if importlib.util.find_spec(BACKENDS[name].imports[0]) is not None:
+        pytest.skip(f"this environment has {BACKENDS[name].imports[0]} (the common session's has none)")
+    proc = subprocess.run([sys.executable, "-m", f"alexnet_{name}.train", "--epochs", "1"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and f"pip install '.[{BACKENDS[name].extra}]'" in proc.stderr, proc.stderr
+
+
+def test_a_framework_too_old_is_named(monkeypatch):
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: object())  # as if installed
+    assert "needs torch 2.4 or newer" in backends.problem("torch", version="2.1.2+cpu")
+    assert "has 1.9.0" in backends.problem("mxnet", version="1.9.0")
+    assert backends.problem("torch", version="2.13.0+cpu") is None
+    assert backends.problem("tf", version="2.21.0") is None
+
+
+def test_pyproject_extras_ask_for_the_same_minimum():
+    tomllib = pytest.importorskip("tomllib")
+    with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    for backend in BACKENDS.values():
+        assert any(backend.minimum in req for req in extras[backend.extra]), (backend.name, extras[backend.extra])
