@@ -49,7 +49,7 @@ def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[Data
 
 def train_epoch(net: nn.HybridSequential, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
     """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
-    metric = mx.np.array(epoch.sums, dtype=np.float32, ctx=train_iter.device)  # summed loss, number correct
+    metric = mx.np.array(epoch.sums, dtype=np.float32, ctx=train_iter.device)  # summed loss, number correct (so far)
 
     def read() -> list[float]:  # the sums so far; waits for the device
         return train_iter.total(metric).tolist()

@@ -10,7 +10,7 @@ from common.cli import model_parser
 from common.errors import run_cli
 from common.hparams import BOOK, DROPOUT, IN_CHANNELS, NUM_CLASSES
 from common.shapes import canonical_names, make_report
-from common.spec import check_resize, layer_stats
+from common.spec import check_resize, flat_chw
 from common.weights import dense_in_chw_to_hwc, dense_in_hwc_to_chw
 
 BACKEND = "tf"
@@ -96,11 +96,6 @@ def _named_layers(net: keras.Sequential) -> list[tuple[str, keras.layers.Layer]]
     return list(zip(canonical_names([KINDS[type(m)] for m in layers]), layers))
 
 
-def _pool3_chw(net: keras.Sequential) -> tuple[int, int, int]:
-    """The (C, H, W) shape that the flatten layer flattens, for this network's input size."""
-    return next(s.shape for s in layer_stats(net.input_shape[1]) if s.name == "pool3")
-
-
 def get_weights(net: keras.Sequential) -> dict[str, np.ndarray]:
     """The weights under canonical names, moved from Keras's layouts to the canonical ones."""
     weights = {}
@@ -110,7 +105,7 @@ def get_weights(net: keras.Sequential) -> dict[str, np.ndarray]:
         elif isinstance(layer, keras.layers.Dense):
             weight = layer.kernel.numpy().T  # (in, out) to (out, in)
             if name == "dense1":  # its inputs come from an NHWC flatten: H, W, C order
-                weight = dense_in_hwc_to_chw(weight, _pool3_chw(net))
+                weight = dense_in_hwc_to_chw(weight, flat_chw(net.input_shape[1]))
             weights[f"{name}.weight"] = weight.copy()
         else:
             continue
@@ -126,7 +121,7 @@ def set_weights(net: keras.Sequential, weights: dict[str, np.ndarray]) -> None:
         elif isinstance(layer, keras.layers.Dense):
             weight = weights[f"{name}.weight"]
             if name == "dense1":
-                weight = dense_in_chw_to_hwc(weight, _pool3_chw(net))
+                weight = dense_in_chw_to_hwc(weight, flat_chw(net.input_shape[1]))
             layer.kernel.assign(weight.T)  # (out, in) to (in, out)
         else:
             continue

@@ -57,7 +57,7 @@ def _seed_dropout(net: keras.Sequential, seed: int) -> None:
 def train_epoch(net: keras.Sequential, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
     """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
     with tf.device(train_iter.device):
-        metric = tf.constant(epoch.sums, tf.float32)  # summed loss, number correct
+        metric = tf.constant(epoch.sums, tf.float32)  # summed loss, number correct (so far)
 
     def read() -> list[float]:  # the sums so far; waits for the device
         return train_iter.total(metric).numpy().tolist()

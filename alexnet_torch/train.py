@@ -46,8 +46,7 @@ def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[Data
 def train_epoch(net: nn.Module, step: Step, train_iter: DataIter, epoch: Epoch) -> tuple[float, float, float]:
     """One pass over the training data (the rest of it, after a stop): mean loss, accuracy and seconds."""
     net.train()
-    sums = epoch.sums if train_iter.rank == 0 else [0.0, 0.0]  # after a stop: rank 0 holds every shard's sums
-    metric = torch.tensor(sums, device=train_iter.device)  # summed loss, number correct
+    metric = torch.tensor(epoch.sums, device=train_iter.device)  # summed loss, number correct (so far)
 
     def read() -> list[float]:  # the sums so far over all shards; waits for the device
         return train_iter.total(metric.clone()).tolist()

@@ -110,6 +110,7 @@ class Epoch:
         if (stop or due) and not last:  # at the last minibatch the epoch's own checkpoint follows at once
             self._save(i + 1, sums)
             if stop:
+                self.bar.close()  # the message that follows gets a line of its own
                 raise KeyboardInterrupt
 
     def _save(self, batch: int, sums: list[float]) -> None:

@@ -127,6 +127,11 @@ def flat_features(resize: int = BOOK.resize) -> int:
     return next(s.shape[0] for s in layer_stats(resize) if s.kind == "flatten")
 
 
+def flat_chw(resize: int = BOOK.resize) -> tuple[int, int, int]:
+    """The (C, H, W) shape the flatten layer flattens (256x5x5 at 224): channels-last backends reorder by it."""
+    return next(s.shape for s in layer_stats(resize) if s.name == "pool3")
+
+
 def num_params(resize: int = BOOK.resize) -> int:
     """Total parameters (46,764,746 at 224)."""
     return sum(s.params for s in layer_stats(resize))

@@ -77,7 +77,7 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         net, trainer = hooks.build(hp, replicas)
         if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
             hooks.load_checkpoint(run.checkpoint, net, trainer)
-            print(f"resuming after epoch {run.start_epoch}")
+            print(f"resuming from the checkpoint of {run.kept()}")
         say_estimate(hooks, hp, replicas, data, hp.num_epochs - run.start_epoch)
         train_iter, test_iter = hooks.load_data(data, hp, replicas)
         step = hooks.make_step(net, trainer, replicas)

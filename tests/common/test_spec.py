@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from common.errors import InputTooSmallError
-from common.spec import MIN_RESIZE, flat_features, forward_flops, layer_stats, num_params, param_shapes
+from common.spec import MIN_RESIZE, flat_chw, flat_features, forward_flops, layer_stats, num_params, param_shapes
 
 BOOK_SHAPES = [(96, 54, 54), (96, 26, 26), (256, 26, 26), (256, 12, 12), (384, 12, 12), (384, 12, 12),
                (256, 12, 12), (256, 5, 5), (6400,), (4096,), (4096,), (4096,), (4096,), (10,)]
@@ -43,3 +43,7 @@ def test_cli_prints_totals_and_split():
     proc = subprocess.run([sys.executable, "-m", "common.spec", "--resize", "40"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "too small" in proc.stderr
+
+
+def test_the_flattened_shape_channels_last_backends_reorder_by():
+    assert flat_chw(224) == (256, 5, 5) and flat_chw(100) == (256, 2, 2) and flat_chw(MIN_RESIZE) == (256, 1, 1)
