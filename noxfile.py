@@ -1,7 +1,8 @@
 """Sessions, one virtual environment per backend (MXNet needs numpy<1.24, so they cannot share one).
 
-Default (what CI runs): lint, common, backend (one per backend: `nox -s "backend(torch)"` runs one),
-compare_shapes, parity. Heavy, on demand: converge and bench (see their docstrings for what they need).
+Default (what CI runs): lint, common, side_by_side (the teaching page, checked in headless
+Chromium), backend (one per backend: `nox -s "backend(torch)"` runs one), compare_shapes, parity.
+Heavy, on demand: converge and bench (see their docstrings for what they need).
 The backends and what each installs come from one list, common/backends.py.
 """
 
@@ -16,7 +17,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the project's own framework-free list
 from common.backends import BACKENDS, NAMES
 
-nox.options.sessions = ["lint", "common", "backend", "compare_shapes", "parity"]
+nox.options.sessions = ["lint", "common", "side_by_side", "backend", "compare_shapes", "parity"]
 nox.options.error_on_missing_interpreters = True
 EXCHANGE = Path(".nox") / "_exchange"  # framework-free files passed between the venvs
 
@@ -59,6 +60,17 @@ def common(session: nox.Session) -> None:
     """The framework-free tests (common/, data files, CLI, runs, weights, comparisons)."""
     session.install("-e", ".[test]")
     session.run("pytest", "tests/common", *session.posargs)
+
+
+@nox.session
+def side_by_side(session: nox.Session) -> None:
+    """Regenerate docs/side_by_side.html and check it in headless Chromium (Debian: apt-get install
+    chromium; without it the browser tests are skipped, saying so). The screenshots land in
+    .nox/_exchange/side_by_side/. CI's `common` session has already failed if the committed page was stale."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "common.side_by_side", "--out", "docs/side_by_side.html")
+    session.run("pytest", "tests/page", *session.posargs,
+                env={"SIDE_BY_SIDE_SHOTS": str((EXCHANGE / "side_by_side").absolute())})
 
 
 @nox.session

@@ -39,6 +39,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             bf16=True, profile_table=False, launcher="in-process", minimum="2.16"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="in-process", minimum="1.9.1"),
+    Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.7", "flax>=0.12", "optax>=0.2.5"),
+            "NHWC", bf16=True, profile_table=False, launcher="in-process", minimum="0.7"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them

@@ -134,7 +134,7 @@ class Epoch:
         record = epoch_record(self.number, train_l, train_acc, test_acc, self.num_examples, train_time,
                               epoch_time, self.points)
         self.run.end_epoch(record, lambda path: self.write_checkpoint(path, self.number))
-        if self.loop.stop.requested:
+        if self.loop.agree(self.loop.stop.requested):  # every process stops here, or none does
             raise KeyboardInterrupt
 
     def close(self) -> None:

@@ -1,0 +1,79 @@
+"""Training and evaluation throughput of the JAX AlexNet: `python -m alexnet_jax.bench --help`."""
+
+import time
+from pathlib import Path
+
+import jax
+import optax
+from flax import nnx
+
+from alexnet_jax.data import DataIter, load_data_fashion_mnist
+from alexnet_jax.model import alexnet
+from alexnet_jax.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
+from common.cli import bench_parser
+from common.errors import run_cli
+from common.metrics import bench_result, report_bench
+from common.synthetic import bench_dataset
+
+BACKEND = "jax"
+
+# ---- Timing ----
+
+
+def time_training(net: nnx.Sequential, train_iter: DataIter, lr: float) -> float:
+    """Training images/s over one pass of `train_iter` (data path included), after a warm-up step."""
+    trainer = nnx.Optimizer(net, optax.sgd(lr), wrt=nnx.Param)
+    net.train()
+    batches = iter(train_iter)
+    X, y = next(batches)
+    train_step(net, trainer, X, y)[0].block_until_ready()  # warm-up (and compiling)
+    start, n = time.perf_counter(), 0
+    for X, y in batches:
+        l, _ = train_step(net, trainer, X, y)
+        n += len(y)
+    l.block_until_ready()  # waits for the device (JAX dispatches asynchronously)
+    return n / (time.perf_counter() - start)
+
+
+def time_evaluation(net: nnx.Sequential, test_iter: DataIter) -> float:
+    """Evaluation images/s over one pass of `test_iter` (the second pass: the first warms up)."""
+    evaluate_accuracy(net, test_iter)
+    start = time.perf_counter()
+    evaluate_accuracy(net, test_iter)
+    return test_iter.num_examples / (time.perf_counter() - start)
+
+
+# ---- Profile ----
+
+
+def profile_training(net: nnx.Sequential, train_iter: DataIter, lr: float, out: Path) -> str:
+    """A pass of training steps traced into `out`, for Perfetto or TensorBoard's profiler (it prints no table)."""
+    with jax.profiler.trace(str(out)):
+        time_training(net, train_iter, lr)  # the same pass of steps, once more, under the profiler
+    return (f"trace written to {out}: open its .trace.json.gz in https://ui.perfetto.dev, or pip install "
+            f"tensorboard tensorboard-plugin-profile, then tensorboard --logdir {out} (Profile tab)")
+
+
+# ---- Main ----
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure and print training and evaluation images/s on random data of the real sizes."""
+    args = bench_parser(BACKEND).parse_args(argv)
+    device = get_device(args.device)
+    with jax.default_device(device):
+        net = alexnet(args.resize, seed=0)
+        if args.fast:
+            net = fast_path(net, device)
+    data = bench_dataset(args.batch_size, args.steps)
+    train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
+    train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
+    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
+                          train_ips, eval_ips, peak_memory(device))
+    report_bench(result, args.json)
+    if args.profile:
+        print(profile_training(net, train_iter, 0.01, args.profile))
+
+
+if __name__ == "__main__":
+    run_cli(main)
