@@ -70,8 +70,7 @@ class Epoch:
 
     def __init__(self, loop: Loop, number: int, num_examples: int, batch_size: int, write_checkpoint: Callable):
         self.loop, self.run, self.number = loop, loop.run, number
-        self.num_examples, self.batch_size = num_examples, batch_size
-        self.num_batches = num_batches(num_examples, batch_size)
+        self.num_examples, self.num_batches = num_examples, num_batches(num_examples, batch_size)
         self.write_checkpoint = write_checkpoint
         partial = self.run.partial if self.run.partial and self.run.partial["epoch"] == number else {}
         self.start_batch = partial.get("batch", 0)  # minibatches already done

@@ -53,8 +53,8 @@ def run_left(bar: tqdm, num_train: int, num_test: int, epoch: int, num_epochs: i
     rate = bar.format_dict.get("rate")
     if not rate:
         return "run: measuring"
-    images = (num_train - bar.n) + num_test / 3 + (num_epochs - epoch) * (num_train + num_test / 3)
-    return f"run: {tqdm.format_interval(images / rate)} left"
+    this_epoch = estimate(rate, num_train - bar.n, num_test, 1)  # the rest of its training, its evaluation
+    return f"run: {tqdm.format_interval(this_epoch + estimate(rate, num_train, num_test, num_epochs - epoch))} left"
 
 
 def long_run(hparams: HParams, num_train: int, num_epochs: int, cpu_flops: float = 2e11) -> bool:

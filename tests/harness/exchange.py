@@ -9,6 +9,7 @@ import argparse
 import json
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,11 @@ def write_replica(directory: Path, rank: int, weights: dict[str, np.ndarray], re
     """The worker's result: one replica's final weights, and how many replicas its engine reported."""
     save_weights(directory / f"replica-{rank}.safetensors", weights, resize, "exchange")
     (directory / f"replica-{rank}.json").write_text(json.dumps({"count": count}))
+
+
+def serve(prog: str, steps_here: Callable, argv: list[str] | None = None) -> None:
+    """The worker of a backend whose one process drives every replica: files in, one file per replica out."""
+    args, weights, X, y = read_steps(prog, argv)
+    results, count = steps_here(weights, X, y, args.lr, args.batch_size, args.devices)
+    for rank, replica in enumerate(results):
+        write_replica(args.dir, rank, replica, X.shape[-1], count)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from alexnet_tf.model import alexnet, get_weights, set_weights
 from alexnet_tf.parallel import close, launch_command, make_step, replicas
-from tests.harness.exchange import read_steps, steps_in_subprocess, write_replica
+from tests.harness.exchange import serve, steps_in_subprocess
 
 
 def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr: float,
@@ -44,13 +44,5 @@ def _steps_here(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr
     return results, where.count
 
 
-def _worker(argv: list[str] | None = None) -> None:
-    """The fresh process of data_parallel_steps: NumPy and safetensors files in, one file per replica out."""
-    args, weights, X, y = read_steps("python -m tests.harness.tf_dp", argv)
-    results, count = _steps_here(weights, X, y, args.lr, args.batch_size, args.devices)
-    for rank, replica in enumerate(results):
-        write_replica(args.dir, rank, replica, X.shape[-1], count)
-
-
 if __name__ == "__main__":
-    _worker(sys.argv[1:])
+    serve("python -m tests.harness.tf_dp", _steps_here, sys.argv[1:])
