@@ -1,13 +1,14 @@
 """Sessions, one virtual environment per backend (MXNet needs numpy<1.24, so they cannot share one).
 
 Default (what CI runs): lint, common, side_by_side (the teaching page, checked in headless
-Chromium), backend (one per backend: `nox -s "backend(torch)"` runs one), compare_shapes, parity.
+Chromium), backend (one per backend: `nox -s "backend(torch)"` runs one), compare_shapes, parity, export.
 Heavy, on demand: converge and bench (see their docstrings for what they need).
 The backends and what each installs come from one list, common/backends.py.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the project's own framework-free list
 from common.backends import BACKENDS, NAMES
 
-nox.options.sessions = ["lint", "common", "side_by_side", "backend", "compare_shapes", "parity"]
+nox.options.sessions = ["lint", "common", "side_by_side", "backend", "compare_shapes", "parity", "export"]
 nox.options.error_on_missing_interpreters = True
 EXCHANGE = Path(".nox") / "_exchange"  # framework-free files passed between the venvs
 
@@ -33,7 +34,8 @@ def installs(backend: str) -> list[list[str]]:
           for req in BACKENDS[backend].ci_install]
     index = os.environ.get(f"NOX_{backend.upper()}_INDEX")
     framework = [[*ci, *(["--index-url", index] if index else [])]] if ci else []
-    project = "-e", ".[test]" if ci else f".[{BACKENDS[backend].extra},test]"  # the extra brings the framework
+    tests = "test,export" if backend == "torch" else "test"  # the ONNX export is PyTorch's (alexnet_torch.export)
+    project = "-e", f".[{tests}]" if ci else f".[{BACKENDS[backend].extra},{tests}]"  # the extra brings the framework
     return [*framework, list(project)]
 
 
@@ -128,6 +130,31 @@ def parity(session: nox.Session) -> None:
     session.run("python", "-m", "tests.parity_check", "compare", "--dir", str(work),
                 "--backends", *pythons)
     session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r})")  # kept only when a check fails
+
+
+@nox.session(python=False)
+def export(session: nox.Session) -> None:
+    """The ONNX model exported from neutral weights (alexnet_torch.export), run with onnxruntime, gives every
+    backend's logits on the same weights and images to the parity tolerance, at 224 and 67. Uses the backend
+    venvs (PyTorch's gets the export extra) and no venv of its own."""
+    work = EXCHANGE / "export"
+    shutil.rmtree(work, ignore_errors=True)
+    pythons = {backend: backend_python(session, backend) for backend in NAMES}
+    torch = pythons["torch"]
+    session.run(torch, "-m", "pip", "install", "-q", "-e", ".[export]", external=True)
+    for resize, batch in ((224, 4), (67, 8)):
+        case, weights = work / f"case-{resize}.safetensors", work / f"weights-{resize}.safetensors"
+        model = work / f"model-{resize}.onnx"
+        session.run(torch, "-m", "tests.parity_worker", "case", "--resize", str(resize), "--batch", str(batch),
+                    "--case", str(case), "--weights", str(weights), external=True)
+        results = [str(work / f"{backend}-{resize}.safetensors") for backend in pythons]
+        for (backend, python), result in zip(pythons.items(), results):
+            session.run(python, "-m", "tests.parity_worker", "logits", "--backend", backend, "--resize", str(resize),
+                        "--weights", str(weights), "--case", str(case), "--out", result, external=True)
+        session.run(torch, "-m", "alexnet_torch.export", str(weights), str(model), external=True)
+        session.run(torch, "-m", "tests.parity_worker", "onnx", "--backend", "torch", "--resize", str(resize),
+                    "--model", str(model), "--case", str(case), "--against", *results, external=True)
+    shutil.rmtree(work)  # kept only when a check fails
 
 
 def _has_gpu(python: str) -> bool:

@@ -38,12 +38,18 @@ def _gather_resize(images: jax.Array, labels: jax.Array, idx: jax.Array, resize:
 # ---- Minibatches ----
 
 
+def _put(x: np.ndarray, where: jax.sharding.Sharding) -> jax.Array:
+    """`x`, the same in every process, laid out by `where`: each process places the parts its own devices hold."""
+    return jax.make_array_from_callback(x.shape, where, lambda index: x[index])
+
+
 class DataIter(Minibatches):
     """Minibatches (X, y) of one split on the device, in a new order each epoch from the seed.
 
-    With several replicas (--devices N, a `mesh`), this one process still yields every whole minibatch,
-    laid out across the mesh: each replica holds and resizes its contiguous share of it, padded with
-    NO_LABEL rows to a multiple of the replicas (alexnet_jax/parallel.py).
+    With several replicas (--devices N, a `mesh`), every process yields every whole minibatch as one global
+    array laid out across the mesh: each replica picks and resizes its contiguous share of it, padded with
+    NO_LABEL rows to a multiple of the replicas (alexnet_jax/parallel.py). Across several processes each
+    holds the whole split and draws the same order from the seed, so each computes its own devices' shares.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, resize: int,
@@ -54,8 +60,8 @@ class DataIter(Minibatches):
             held = batch = jax.sharding.SingleDeviceSharding(device)
         else:  # each replica a copy of the data (47 MB), each minibatch cut along the mesh
             held, batch = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
-        self.images = jax.device_put(images, held)  # (N, 28, 28) uint8, 47 MB for all of train
-        self.labels = jax.device_put(labels.astype(np.int32), held)  # (N,) int32: JAX's default integers
+        self.images = _put(images, held)  # (N, 28, 28) uint8, 47 MB for all of train
+        self.labels = _put(labels.astype(np.int32), held)  # (N,) int32: JAX's default integers
         self.held = held
         self._batch = jax.jit(partial(_gather_resize, resize=resize), out_shardings=(batch, batch))
 
@@ -64,7 +70,7 @@ class DataIter(Minibatches):
             yield X, y
 
     def total(self, x: jax.Array) -> jax.Array:
-        """`x` summed over the replicas' shards: `x` itself, as one process holds all the shards."""
+        """`x` summed over the replicas' shards: `x` itself, a sum over whole minibatches (on every process)."""
         return x
 
     def shards(self) -> Iterator[tuple[jax.Array, jax.Array, int]]:
@@ -74,7 +80,7 @@ class DataIter(Minibatches):
         for i in range(0, len(order), self.batch_size):
             idx = order[i:i + self.batch_size]
             padded = np.pad(idx, (0, -len(idx) % replicas), constant_values=-1)  # uneven shares: padding rows
-            X, y = self._batch(self.images, self.labels, jax.device_put(padded.astype(np.int32), self.held))
+            X, y = self._batch(self.images, self.labels, _put(padded.astype(np.int32), self.held))
             yield X, y, len(idx)
 
 

@@ -12,8 +12,8 @@ from flax import nnx
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from alexnet_jax.data import DataIter, load_data_fashion_mnist
-from alexnet_jax.model import alexnet, get_weights
+from alexnet_jax.data import DataIter, load_data_fashion_mnist, preprocess
+from alexnet_jax.model import alexnet, get_weights, predict, set_weights
 from alexnet_jax.parallel import close, make_step, replicas
 from alexnet_jax.step import evaluate_accuracy, fast_path, peak_memory
 from common import training
@@ -142,7 +142,7 @@ def describe(replicas: Replicas) -> dict:
 
 
 HOOKS = training.Hooks(BACKEND, CKPT_EXT, replicas, build, load_data, make_step, train, load_checkpoint,
-                       probe_speed, get_weights, describe, close)
+                       probe_speed, get_weights, set_weights, preprocess, predict, describe, close)
 
 
 def main(argv: list[str] | None = None) -> None:

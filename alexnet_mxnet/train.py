@@ -1,6 +1,7 @@
 """Train the book's AlexNet on Fashion-MNIST with MXNet: `python -m alexnet_mxnet.train --help`."""
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
@@ -8,8 +9,8 @@ import numpy as np
 from mxnet import gluon, npx
 from mxnet.gluon import nn
 
-from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
-from alexnet_mxnet.model import alexnet, get_weights
+from alexnet_mxnet.data import DataIter, load_data_fashion_mnist, preprocess
+from alexnet_mxnet.model import alexnet, get_weights, predict, set_weights
 from alexnet_mxnet.parallel import close, make_step, replicas, replicate
 from alexnet_mxnet.step import evaluate_accuracy, fast_path, peak_memory
 from common import training
@@ -36,12 +37,16 @@ def build(hp: HParams, replicas: Replicas) -> tuple[nn.HybridSequential, gluon.T
         net = fast_path(net, replicas.device)  # the same network, hybridized statically
     replicate(net, replicas)  # --devices N: a copy of every weight on each context
     # kvstore 'device' sums the replicas' gradients (on the GPUs, when there are GPUs); one context needs none.
-    return net, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr}, kvstore="device")
+    # Several worker processes: the dist_sync store (parallel.replicas made it) sums the workers' gradients too.
+    engine = replicas.engine
+    return net, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": hp.lr}, kvstore=engine.kvstore,
+                              update_on_kvstore=engine.update_on_kvstore)
 
 
 def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[DataIter, DataIter]:
-    """The run's iterators on the first replica's device: whole minibatches, sharded by the step."""
-    return load_data_fashion_mnist(data, hp.batch_size, hp.resize, replicas.device, hp.seed)
+    """The run's iterators on the first replica's device: this process's share of minibatches, sharded by the step."""
+    return load_data_fashion_mnist(data, hp.batch_size, hp.resize, replicas.device, hp.seed, replicas.rank,
+                                   replicas.processes, replicas.engine.total)
 
 
 # ---- The training loop ----
@@ -165,6 +170,7 @@ def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer
 
 def probe_speed(hp: HParams, replicas: Replicas) -> float:
     """Training images/s of the run's own step (--fast included), timed on a fresh network and one minibatch."""
+    replicas = replace(replicas, engine=replicas.engine.alone())  # rank 0 alone: no other worker takes part
     net, trainer = build(hp, replicas)  # fresh: the speed does not depend on the weights
     step = make_step(net, trainer, replicas)
     X = mx.np.random.uniform(size=(hp.batch_size, 1, hp.resize, hp.resize), ctx=replicas.device)
@@ -192,7 +198,7 @@ def _replica_weights(net: nn.HybridSequential) -> dict[str, np.ndarray]:
 
 
 HOOKS = training.Hooks(BACKEND, CKPT_EXT, replicas, build, load_data, make_step, train, load_checkpoint,
-                       probe_speed, _replica_weights, describe, close)
+                       probe_speed, _replica_weights, set_weights, preprocess, predict, describe, close)
 
 
 def main(argv: list[str] | None = None) -> None:

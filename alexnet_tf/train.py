@@ -1,14 +1,15 @@
 """Train the book's AlexNet on Fashion-MNIST with TensorFlow: `python -m alexnet_tf.train --help`."""
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import keras
 import tensorflow as tf
 
-from alexnet_tf.data import DataIter, load_data_fashion_mnist
-from alexnet_tf.model import alexnet, get_weights
+from alexnet_tf.data import DataIter, load_data_fashion_mnist, preprocess
+from alexnet_tf.model import alexnet, get_weights, predict, set_weights
 from alexnet_tf.parallel import close, make_step, replicas
 from alexnet_tf.step import evaluate_accuracy, fast_path, peak_memory
 from common import training
@@ -48,9 +49,11 @@ def load_data(data: FashionMNIST, hp: HParams, replicas: Replicas) -> tuple[Data
 def _seed_dropout(net: keras.Sequential, seed: int) -> None:
     """Restart each dropout layer's random stream from `seed` (Keras keeps it in a variable)."""
     dropouts = [layer for layer in net.layers if isinstance(layer, keras.layers.Dropout)]
+    worker = getattr(net.distribute_strategy.cluster_resolver, "task_id", None) or 0  # several workers: which
     for i, layer in enumerate(dropouts):
         state = layer.seed_generator.state.value  # --devices N: a mirrored variable, one copy per replica
-        for rank, copy in enumerate(net.distribute_strategy.experimental_local_results(state)):
+        copies = net.distribute_strategy.experimental_local_results(state)  # this worker's replicas
+        for rank, copy in enumerate(copies, start=worker * len(copies)):
             copy.assign([seed + i, rank])  # each replica its own masks (rank 0 alone: as on one device)
 
 
@@ -112,6 +115,9 @@ def load_checkpoint(path: Path, net: keras.Sequential, trainer: keras.optimizers
 
 def probe_speed(hp: HParams, replicas: Replicas) -> float:
     """Training images/s of the run's own step (--fast included), timed on a fresh network and one minibatch."""
+    if replicas.processes > 1:  # the chief alone: one replica, a whole minibatch (each worker takes its share)
+        speed = probe_speed(hp, replace(replicas, count=1, processes=1, engine=tf.distribute.get_strategy()))
+        return speed * replicas.processes
     net, trainer = build(hp, replicas)
     step = make_step(net, trainer, replicas)
     with tf.device(replicas.device):
@@ -133,7 +139,7 @@ def describe(replicas: Replicas) -> dict:
 
 
 HOOKS = training.Hooks(BACKEND, CKPT_EXT, replicas, build, load_data, make_step, train, load_checkpoint,
-                       probe_speed, get_weights, describe, close)
+                       probe_speed, get_weights, set_weights, preprocess, predict, describe, close)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,8 +16,11 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from alexnet_torch.step import accuracy, device_name, get_device, train_step
+from common import launch
 from common.errors import UserError
 from common.replicas import Replicas, Step
+
+BACKEND = "torch"
 
 # ---- Replicas ----
 
@@ -25,7 +28,7 @@ from common.replicas import Replicas, Step
 def replicas(devices: int, device: str = "auto") -> Replicas:
     """Join torchrun's process group for `--devices N` (N > 1); for 1, this process alone on `--device`."""
     world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun: the processes on all machines
-    command = f"torchrun {' '.join(_torchrun(devices))} --devices {devices}"
+    command = " ".join([*launch.prefix(BACKEND, devices, devices, "alexnet_torch.train"), "--devices", str(devices)])
     if "WORLD_SIZE" not in os.environ and devices > 1:
         raise UserError(f"--devices {devices} needs one process per replica, started by torchrun: run "
                         f"`{command}` with your other flags (several machines: see README)")
@@ -51,6 +54,15 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
                     agree=lambda flag: _agree(flag, here))
 
 
+def close(replicas: Replicas) -> None:
+    """Leave the process group (nothing to do on one device)."""
+    if replicas.processes > 1:
+        dist.destroy_process_group()
+
+
+# ---- Across processes ----
+
+
 def _broadcast(value: object) -> object:
     """Rank 0's `value`, on every process."""
     box = [value]
@@ -63,12 +75,6 @@ def _agree(flag: bool, device: torch.device) -> bool:
     x = torch.tensor(int(flag), device=device)
     dist.all_reduce(x, op=dist.ReduceOp.MAX)
     return bool(x.item())
-
-
-def close(replicas: Replicas) -> None:
-    """Leave the process group (nothing to do on one device)."""
-    if replicas.processes > 1:
-        dist.destroy_process_group()
 
 
 # ---- Data-parallel step ----
@@ -99,13 +105,6 @@ def make_step(net: nn.Module, trainer: torch.optim.Optimizer, replicas: Replicas
 # ---- Launch ----
 
 
-def _torchrun(devices: int, module: str = "alexnet_torch.train") -> list[str]:
-    """torchrun's arguments: `devices` processes on this machine, each running `module`."""
-    return ["--standalone", "--nproc-per-node", str(devices), "-m", module]
-
-
-def launch_command(devices: int, module: str = "alexnet_torch.train") -> list[str]:
+def launch_command(devices: int, module: str = "alexnet_torch.train", processes: int | None = None) -> list[str]:
     """The command prefix that runs `module` on `devices` replicas on this machine: torchrun, one process each."""
-    if devices == 1:
-        return [sys.executable, "-m", module]
-    return [sys.executable, "-m", "torch.distributed.run", *_torchrun(devices, module)]  # torchrun's module
+    return launch.prefix(BACKEND, devices, processes or devices, module, python=sys.executable)

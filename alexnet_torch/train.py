@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet_torch.data import DataIter, load_data_fashion_mnist
-from alexnet_torch.model import alexnet, get_weights
+from alexnet_torch.data import DataIter, load_data_fashion_mnist, preprocess
+from alexnet_torch.model import alexnet, get_weights, predict, set_weights
 from alexnet_torch.parallel import close, make_step, replicas
 from alexnet_torch.step import evaluate_accuracy, fast_path, peak_memory, train_step, unwrap
 from common import training
@@ -117,7 +117,9 @@ def describe(replicas: Replicas) -> dict:
 
 
 HOOKS = training.Hooks(BACKEND, CKPT_EXT, replicas, build, load_data, make_step, train, load_checkpoint,
-                       probe_speed, lambda net: get_weights(unwrap(net)), describe, close)
+                       probe_speed, lambda net: get_weights(unwrap(net)),
+                       lambda net, weights: set_weights(unwrap(net), weights), preprocess,
+                       lambda net, X: predict(unwrap(net), X), describe, close)
 
 
 def main(argv: list[str] | None = None) -> None:

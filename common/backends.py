@@ -23,7 +23,8 @@ class Backend:
     layout: str  # the network's own activation layout: "NCHW" or "NHWC"
     bf16: bool  # whether --fast computes in bfloat16 (else the fast path keeps float32)
     profile_table: bool  # whether bench --profile prints a table of ops (else only a trace)
-    launcher: str  # how --devices N starts: "torchrun" (a process per replica) or "in-process"
+    launcher: str  # what starts several processes: its framework's launcher, or common.launch (the variables it reads)
+    in_process: bool  # whether one process can drive several replicas (else one process per replica)
     minimum: str = "0"  # the oldest release of its framework the code runs on (pyproject's extra says the same)
 
     @property
@@ -34,13 +35,13 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch", ("torch",), "torch", ("torch==2.13.0",), "NCHW",
-            bf16=True, profile_table=True, launcher="torchrun", minimum="2.4"),
+            bf16=True, profile_table=True, launcher="torchrun", in_process=False, minimum="2.4"),
     Backend("tf", "TensorFlow (Keras 3)", ("tensorflow", "keras"), "tf", ("tensorflow-cpu>=2.16",), "NHWC",
-            bf16=True, profile_table=False, launcher="in-process", minimum="2.16"),
+            bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="2.16"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
-            bf16=False, profile_table=True, launcher="in-process", minimum="1.9.1"),
+            bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1"),
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.7", "flax>=0.12", "optax>=0.2.5"),
-            "NHWC", bf16=True, profile_table=False, launcher="in-process", minimum="0.7"),
+            "NHWC", bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="0.7"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them

@@ -98,6 +98,9 @@ def parser(backend: str) -> argparse.ArgumentParser:
                         "again must agree; a larger --epochs trains on)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a finished or different run in --out")
+    p.add_argument("--init-weights", type=Path, default=None, metavar="WEIGHTS",
+                   help="start from these neutral weights (a weights.safetensors from any backend) instead of "
+                        "Xavier's; trained at the same --resize")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--checkpoint-every", type=positive_float, default=15.0, metavar="MINUTES",
                    help="also checkpoint inside an epoch this often, against a crash or kill -9 (Ctrl-C and "
@@ -162,6 +165,35 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
     return p
 
 
+def predict_parser(backend: str) -> argparse.ArgumentParser:
+    """The predict command's parser: evaluate weights on the test split, or classify image files."""
+    p = _Parser(prog=f"python -m alexnet_{backend}.predict",
+                description=f"Evaluate neutral AlexNet weights with {backend} on Fashion-MNIST's test split, "
+                            f"or classify your own images (PNG, JPEG).",
+                formatter_class=_Help)
+    p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
+                   help="image files or directories of them to classify (none: evaluate on the test split)")
+    p.add_argument("--weights", type=Path, default=Path("runs") / backend / "weights.safetensors",
+                   help="neutral weights from a training run in any backend")
+    p.add_argument("--resize", type=_resize, default=None,
+                   help="input side (default: the one recorded in the weights; a different one is refused)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="directory holding the four Fashion-MNIST files (default: searched, see README)")
+    p.add_argument("--test-limit", type=positive_int, default=None,
+                   help="evaluate on the first N test images only (default: all 10,000)")
+    p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="images per forward pass")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="directory for the PNGs (default: the weights' directory)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--no-invert", action="store_true",
+                   help="never invert an image (by default one with a light background is inverted, since "
+                        "Fashion-MNIST has light objects on black)")
+    p.add_argument("--feature-maps", type=Path, default=None, metavar="IMAGE",
+                   help="write the activations of conv1 and conv2 for this image as PNGs in --out-dir")
+    return p
+
+
 def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespace:
     """Parse and check the train flags; --resume takes the run's settings; --dry-run shrinks the run."""
     args = parser(backend).parse_args(argv)
@@ -169,6 +201,9 @@ def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespac
     args.temporary_out = False
     if args.resume and args.force:
         raise UserError("--resume and --force contradict each other: pass only one")
+    if args.resume and args.init_weights:
+        raise UserError("--init-weights starts a new run, it cannot --resume one (that continues from its "
+                        "checkpoint): drop one of them")
     if args.resume:
         take_stored(args, explicit, stored_settings(args.out))
     if args.quick:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 from common.hparams import HParams
 from common.run import Run, diverged
 
@@ -68,10 +69,22 @@ class Follower:
         """Nothing held."""
 
 
+def same_settings(replicas: Replicas, hparams: HParams) -> None:
+    """Stop every process, each saying why, when they were not all given the same settings as rank 0."""
+    ours = {**hparams.to_dict(), "devices": replicas.count}
+    theirs = replicas.broadcast(ours)  # rank 0's
+    differ = {k: (v, theirs.get(k)) for k, v in ours.items() if theirs.get(k) != v}
+    if replicas.agree(bool(differ)):  # True on every process when any of them differs
+        said = ", ".join(f"{k} {v} here but {w} in process 0" for k, (v, w) in differ.items())
+        raise UserError(f"the processes were started with different settings ({said or 'see the others'}): "
+                        f"give every process the same flags")
+
+
 def shared_run(replicas: Replicas, hparams: HParams, make_run: Callable[[], Run]) -> Run | Follower:
     """The run on rank 0 (made by `make_run`); on the other processes, a Follower told the epochs done."""
     if replicas.processes == 1:
         return make_run()
+    same_settings(replicas, hparams)
     if replicas.is_main:
         done = None  # stays None if rank 0 cannot open the run: the others then stop too
         try:

@@ -27,7 +27,8 @@ from common.errors import UserError
 from common.hparams import HParams
 from common.metrics import book_line, epoch_line, examples_per_sec, plot_curves, write_metrics
 
-RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json")
+RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json", "confusion.png",
+             "predictions.png")
 
 
 def stored_settings(out: Path) -> dict:
@@ -46,10 +47,12 @@ def diverged(record: dict) -> bool:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then raise KeyboardInterrupt.
+    """Hold Ctrl-C and SIGTERM until the block is done, then hand it to the handler it would have reached.
 
     An interrupt that lands inside a C extension's import (matplotlib's, on the first plot) makes
-    the interpreter abort instead of stopping cleanly; held, it arrives once the epoch is recorded.
+    the interpreter abort instead of stopping cleanly; held, it arrives once the epoch is recorded:
+    inside the training loop as a stop request (so that every process stops at the same point),
+    elsewhere as KeyboardInterrupt.
     """
     if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
         yield
@@ -62,7 +65,10 @@ def interrupts_held() -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if held:
-        raise KeyboardInterrupt
+        handler = previous[held[0]]
+        if not callable(handler):  # the system's default action: stop as Ctrl-C does
+            raise KeyboardInterrupt
+        handler(held[0], None)  # the loop's stop request (common/epoch.py), or Python's KeyboardInterrupt
 
 
 class Interrupted(UserError):

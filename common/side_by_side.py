@@ -40,7 +40,7 @@ from common.backends import BACKENDS, NAMES
 ROOT = Path(__file__).resolve().parent.parent
 # Mirrored in every backend. alexnet_torch/bench_book.py is PyTorch's alone on purpose: it is the
 # book's own torchvision-style loader, the reference the other data paths are measured against.
-FILES = ("model.py", "data.py", "step.py", "parallel.py", "train.py", "bench.py")
+FILES = ("model.py", "data.py", "step.py", "parallel.py", "train.py", "predict.py", "bench.py")
 SECTION = re.compile(r"^# ---- (.+?) ----$")
 PREAMBLE = "(imports)"
 

@@ -2,7 +2,8 @@
 
     parse the flags -> find the data -> where it runs (replicas) -> open the run directory (locked)
     -> build the network and its trainer -> resume -> say how long it will take -> choose the step once
-    -> the backend's training loop -> the neutral weights, summary.json and the book's final line
+    -> the backend's training loop -> the neutral weights, the test split per class (confusion.png),
+    summary.json and the book's final line; --init-weights starts the network from a neutral weights file
 
 The loop itself (train_epoch, train) stays in each backend: it is the lesson.
 """
@@ -13,17 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import fashion_mnist
-from common.backends import BACKENDS
+import numpy as np
+
+from common import fashion_mnist, launch
 from common.cli import hparams_from_args, parse_args
 from common.epoch import Loop, StopRequests
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
 from common.metrics import estimate, estimate_line, long_run
+from common.predict import evaluate_net, write_evaluation
 from common.replicas import Replicas, Step, shared_run
 from common.run import Run
 from common.spec import num_params
-from common.weights import save_weights
+from common.weights import load_weights, read_metadata, recorded_resize, save_weights
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Hooks:
     load_checkpoint: Callable[[Path, Any, Any], int]
     probe_speed: Callable[[HParams, Replicas], float]  # training images/s, timed on one minibatch
     get_weights: Callable[[Any], dict]  # the neutral weights
+    set_weights: Callable[[Any, dict], None]  # neutral weights into the built network (--init-weights)
+    preprocess: Callable[[np.ndarray, int, Any], np.ndarray]  # uint8 (N, 28, 28) -> the network's input, NumPy
+    predict: Callable[[Any, np.ndarray], np.ndarray]  # (net, input) -> logits (N, 10), dropout off
     describe: Callable[[Replicas], dict]  # versions and peak memory, for summary.json
     close: Callable[[Replicas], None] = lambda replicas: None  # leave the engine (a process group)
 
@@ -47,25 +53,45 @@ class Hooks:
 def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNIST, epochs_left: int) -> None:
     """On a CPU, time one minibatch and say how long a long run will take."""
     num_train, num_test = len(data.train_labels), len(data.test_labels)
-    if replicas.is_main and replicas.on_cpu and long_run(hp, num_train, epochs_left):
-        speed = hooks.probe_speed(hp, replicas)
-        print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
+    if replicas.on_cpu and long_run(hp, num_train, epochs_left):
+        speed = hooks.probe_speed(hp, replicas)  # on every process: with several, the step is a collective
+        if replicas.is_main:
+            print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
 
 
 def resume_command(backend: str, replicas: Replicas) -> str:
     """The command that continues a run on the same replicas (--out and --resume follow it)."""
-    module = f"alexnet_{backend}.train"
-    if replicas.count == 1:
-        return f"python -m {module}"
-    if BACKENDS[backend].launcher == "torchrun":  # one process per replica, on this machine
-        return f"torchrun --standalone --nproc-per-node {replicas.count} -m {module} --devices {replicas.count}"
-    return f"python -m {module} --devices {replicas.count}"
+    command = launch.prefix(backend, replicas.count, replicas.processes, f"alexnet_{backend}.train")
+    return " ".join(command + (["--devices", str(replicas.count)] if replicas.count > 1 else []))
+
+
+def initial_weights(path: Path | None, resize: int) -> tuple[dict | None, dict | None]:
+    """--init-weights: the neutral weights to start from (checked before the run directory is touched) and
+    what summary.json records of them; (None, None) without the flag."""
+    if path is None:
+        return None, None
+    recorded_resize(path, resize)  # refuses weights trained at another input side
+    origin = {"path": str(Path(path).resolve()), "backend": read_metadata(path).get("backend")}
+    return load_weights(path, resize), origin
+
+
+def evaluate_run(hooks: Hooks, net: Any, data: FashionMNIST, hp: HParams, replicas: Replicas, out: Path) -> dict:
+    """The trained network on the test split: per-class accuracy for summary.json, confusion.png in the run."""
+    def logits(images: np.ndarray) -> np.ndarray:
+        return hooks.predict(net, hooks.preprocess(images, hp.resize, replicas.device))
+
+    result, y_hat = evaluate_net(data.test_images, data.test_labels, logits, hp.batch_size)
+    write_evaluation(out, result, data.test_images, data.test_labels, y_hat,
+                     f"{hooks.backend}: test acc {result['accuracy']:.3f}")
+    return {"per_class_acc": {name: row["accuracy"] for name, row in result["per_class"].items()},
+            "confusion": result["confusion"]}
 
 
 def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(hooks.backend, argv)
     hp = hparams_from_args(args)
+    start_weights, started_from = initial_weights(args.init_weights, hp.resize)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
     run = shared_run(replicas, hp, lambda: Run(args.out, hooks.backend, hp, hooks.ckpt_ext, resume=args.resume,
@@ -75,6 +101,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
             print(fashion_mnist.describe(data))
             print(f"training on {replicas.name}, writing to {run.out}")
         net, trainer = hooks.build(hp, replicas)
+        if start_weights is not None:  # every process: they all start from the same file
+            hooks.set_weights(net, start_weights)
         if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
             hooks.load_checkpoint(run.checkpoint, net, trainer)
             print(f"resuming from the checkpoint of {run.kept()}")
@@ -91,7 +119,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         if replicas.is_main:  # every replica holds the same weights
             save_weights(run.weights_path, hooks.get_weights(net), hp.resize, hooks.backend)
             extra = {**hooks.describe(replicas), "params": num_params(hp.resize),
-                     "data": fashion_mnist.describe(data), "devices": replicas.count}
+                     "data": fashion_mnist.describe(data), "devices": replicas.count,
+                     "init_weights": started_from, **evaluate_run(hooks, net, data, hp, replicas, run.out)}
             print(run.finish(replicas.name, extra))
     finally:
         run.close()

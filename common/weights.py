@@ -7,7 +7,7 @@ Names and layouts are canonical (PyTorch's): `conv1.weight` (O, I, H, W), `conv1
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -36,6 +36,31 @@ def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
     check_weights(weights, resize, str(path))
     return weights
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata a weights file records (format, resize, backend), without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise UserError(f"weights file {path} {what}: check the path (a run writes <out>/weights.safetensors)")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, ValueError, OSError) as e:
+        raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+
+
+def recorded_resize(path: Path, asked: int | None = None) -> int:
+    """The input side the weights were trained at (their metadata); a different `asked` side is refused."""
+    recorded = read_metadata(path).get("resize")
+    if recorded is None or not recorded.isdigit():
+        if asked is None:
+            raise UserError(f"{path} does not record the input size it was trained at: pass --resize")
+        return asked
+    if asked is not None and asked != int(recorded):
+        raise UserError(f"{path} holds weights for input size {recorded}, not {asked}: pass --resize {recorded}")
+    return int(recorded)
 
 
 def check_weights(weights: dict[str, np.ndarray], resize: int, where: str) -> None:

@@ -23,7 +23,11 @@ def harness(backend):
     return importlib.import_module(f"tests.harness.{backend}_dp")
 
 
-def test_replicas_agree_and_match_the_plain_step(fw, harness):
+@pytest.mark.parametrize("processes", [1, 2], ids=["one-process", "two-processes"])
+def test_replicas_agree_and_match_the_plain_step(fw, harness, can, processes):
+    """Two replicas end where one device does, driven from one process or from two (as on two machines)."""
+    if processes == 1 and not can.in_process:
+        pytest.skip(f"{can.title} runs one process per replica: the two-process case is the one")
     images, labels = make_split(31, seed=11)  # minibatches of 7, 7, 7, 7, 3: uneven shards
     X = fw.data.preprocess(images, MIN_RESIZE, fw.step.get_device("cpu"))
     y = labels.astype(np.int64)
@@ -33,7 +37,8 @@ def test_replicas_agree_and_match_the_plain_step(fw, harness):
     for i in range(0, len(y), 7):
         fw.step.sgd_step(net, X[i:i + 7], y[i:i + 7], lr=0.05, dropout=False)
     one = fw.model.get_weights(net)
-    two, counts = harness.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=2)
+    two, counts = harness.data_parallel_steps(weights, X, y, lr=0.05, batch_size=7, devices=2,
+                                                   processes=processes)
     assert len(two) == 2 and counts == [2, 2]  # as the engine counted its replicas
     for name, w in weights.items():
         assert not np.array_equal(one[name], w), f"{name} did not change"

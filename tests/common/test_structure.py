@@ -11,7 +11,8 @@ from common.side_by_side import FILES
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ["common", "tests", *(f"alexnet_{name}" for name in NAMES)]
 # Within a backend a module imports only the ones before it (the lesson reads in this order).
-ORDER = ["model", "data", "step", "parallel", "train", "bench", "bench_book"]
+ORDER = ["model", "data", "step", "parallel", "train", "predict", "bench", "bench_book",
+         "export"]  # alexnet_torch/export.py is PyTorch's alone: the ONNX export goes through torch.onnx
 # Public names one backend has and the first lacks, each with its reason; everything else is mirrored.
 EXTRA = {
     ("torch", "step.py"): {"Mixed": "autocast and channels-last wrap the network in a module",

@@ -11,8 +11,11 @@ from tests.harness.exchange import read_steps, steps_in_subprocess, write_replic
 
 
 def data_parallel_steps(weights: dict[str, np.ndarray], X: np.ndarray, y: np.ndarray, lr: float,
-                        batch_size: int, devices: int) -> tuple[list[dict[str, np.ndarray]], list[int]]:
-    """SGD once over X, y in order on `devices` CPU replicas, dropout off; each replica's weights and count."""
+                        batch_size: int, devices: int,
+                        processes: int = 2) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+    """SGD once over X, y in order on `devices` CPU replicas (one process each), dropout off; each replica's
+    weights and count."""
+    assert processes == devices, "torchrun starts one process per replica"
     return steps_in_subprocess(launch_command(devices, "tests.harness.torch_dp"), weights, X, y, lr, batch_size,
                                devices)
 

@@ -1,0 +1,185 @@
+"""Several training processes on this machine, each started the way its framework expects.
+
+    PyTorch     torchrun (its own launcher): RANK, WORLD_SIZE, MASTER_ADDR, ... per process
+    MXNet       DMLC_* roles: a scheduler, servers and workers (its tools/launch.py fails on Python 3.9+)
+    TensorFlow  no launcher of its own: TF_CONFIG per worker (the cluster and this worker's index)
+    JAX         no launcher of its own: the coordinator's address, the process count and this id
+
+For the last three, `python -m common.launch --backend tf --processes 2 -- python -m alexnet_tf.train
+--devices 2` starts the command once per process with the variables its framework reads, on the
+loopback address with free ports; it stops them all when one fails, and passes Ctrl-C (or SIGTERM)
+on to every process once, so that they stop together after the same minibatch. On several
+machines, start one process per machine with the same variables by hand (README: Several devices).
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from common.errors import UserError, run_cli
+
+HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
+GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
+
+
+def connect_timeout() -> float:
+    """Seconds a process waits for the others to join (ALEXNET_CONNECT_TIMEOUT, default 120)."""
+    return float(os.environ.get("ALEXNET_CONNECT_TIMEOUT", "120"))
+
+
+# ---- What each framework reads ----
+
+
+def tf_environment(rank: int, processes: int, ports: list[int]) -> dict[str, str]:
+    """TensorFlow's TF_CONFIG: every worker's address, and which one this process is (0 is the chief)."""
+    cluster = {"worker": [f"{HOST}:{port}" for port in ports[:processes]]}
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": rank}})}
+
+
+def jax_environment(rank: int, processes: int, ports: list[int]) -> dict[str, str]:
+    """jax.distributed.initialize's arguments: the coordinator (process 0) and this process's place."""
+    return {"JAX_COORDINATOR_ADDRESS": f"{HOST}:{ports[0]}", "JAX_NUM_PROCESSES": str(processes),
+            "JAX_PROCESS_ID": str(rank)}
+
+
+def _dmlc(role: str, task: int, processes: int, ports: list[int]) -> dict[str, str]:
+    """One of MXNet's parameter-server roles: the scheduler's address, how many of each, and this one's role."""
+    return {"DMLC_PS_ROOT_URI": HOST, "DMLC_PS_ROOT_PORT": str(ports[0]), "DMLC_NUM_WORKER": str(processes),
+            "DMLC_NUM_SERVER": str(processes), "DMLC_NODE_HOST": HOST, "DMLC_ROLE": role, "DMLC_TASK_ID": str(task)}
+
+
+def mxnet_environment(rank: int, processes: int, ports: list[int]) -> dict[str, str]:
+    """MXNet's dist_sync kvstore: a worker's DMLC_* variables (the scheduler listens on the first port)."""
+    return _dmlc("worker", rank, processes, ports)
+
+
+def mxnet_helpers(processes: int, ports: list[int]) -> list[dict[str, str]]:
+    """The processes that serve MXNet's workers: the scheduler and one server per worker."""
+    return [_dmlc("scheduler", 0, processes, ports), *(_dmlc("server", i, processes, ports) for i in range(processes))]
+
+
+ENVIRONMENTS = {"tf": tf_environment, "jax": jax_environment, "mxnet": mxnet_environment}
+HELPERS = {"mxnet": mxnet_helpers}  # processes besides the workers, which Ctrl-C leaves to stop after them
+PORTS = {"tf": lambda processes: processes, "jax": lambda processes: 1, "mxnet": lambda processes: 1}
+
+
+# ---- The command that starts a run ----
+
+
+def prefix(backend: str, devices: int, processes: int, module: str, python: str = "python") -> list[str]:
+    """The command (before the run's flags) that trains `module` on `devices` replicas in `processes` processes."""
+    if backend == "torch" and devices > 1:  # one process per replica, always
+        return ["torchrun", "--standalone", "--nproc-per-node", str(devices), "-m", module] if python == "python" \
+            else [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(devices), "-m", module]
+    if processes == 1:
+        return [python, "-m", module]
+    return [python, "-m", "common.launch", "--backend", backend, "--processes", str(processes), "--",
+            python, "-m", module]
+
+
+# ---- Starting, watching and stopping the processes ----
+
+
+def free_ports(count: int, first: int | None = None) -> list[int]:
+    """`count` ports free on the loopback address: `first` and those after it, or any the OS picks."""
+    if first is not None:
+        ports = list(range(first, first + count))
+        for port in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    raise UserError(f"port {port} on {HOST} is in use: pass another --port, or none "
+                                    f"to let the system pick free ones") from None
+        return ports
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def start(backend: str, processes: int, command: list[str], port: int | None = None) -> list[subprocess.Popen]:
+    """Start `command` once per process, each in its own session (Ctrl-C reaches them through us, once)."""
+    ports = free_ports(PORTS[backend](processes), port)
+    procs = [subprocess.Popen(command, env={**os.environ, **ENVIRONMENTS[backend](rank, processes, ports)},
+                              start_new_session=True) for rank in range(processes)]
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C is for the workers
+    try:
+        return procs + [subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+                        for env in HELPERS.get(backend, lambda *a: [])(processes, ports)]
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def watch(procs: list[subprocess.Popen]) -> int:
+    """Wait for every process; when one fails, stop the others (SIGTERM, then SIGKILL). The first failure's code."""
+
+    asked = []  # the signals passed on: the processes then stop on their own, with status 130
+
+    def forward(signum: int, frame: object) -> None:  # Ctrl-C or SIGTERM: every process stops after its minibatch
+        asked.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
+            if failed and not asked:
+                rank, code = failed[0]
+                if any(c is None for c in codes):
+                    print(f"error: process {rank} of {len(procs)} stopped (exit status {code}): stopping the others",
+                          file=sys.stderr)
+                stop(procs)
+                return code
+            if all(c is not None for c in codes):
+                return next((c for c in codes if c), 0)
+            time.sleep(0.1)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Ask the processes still running to stop (SIGTERM: they checkpoint), and kill those that do not in time."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + GRACE_S
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start a command in several processes on this machine and wait for them all."""
+    p = argparse.ArgumentParser(prog="python -m common.launch", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=sorted(ENVIRONMENTS), required=True, help="whose variables to set")
+    p.add_argument("--processes", type=int, default=2, help="how many processes to start (default: 2)")
+    p.add_argument("--port", type=int, default=None, help="the first port to use (default: free ones)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command each process runs")
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UserError("no command to start: add -- python -m alexnet_<backend>.train --devices N ...")
+    if args.processes < 1:
+        raise UserError(f"--processes {args.processes}: pass 1 or more")
+    sys.exit(watch(start(args.backend, args.processes, command, args.port)))
+
+
+if __name__ == "__main__":
+    run_cli(main)

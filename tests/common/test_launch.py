@@ -1,0 +1,104 @@
+"""common.launch: several processes on this machine, each told its place the way its framework reads it."""
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from common import launch
+from common.errors import UserError
+from common.hparams import HParams
+from common.replicas import Replicas, same_settings
+
+
+def test_tf_config_names_every_worker_and_this_one():
+    config = json.loads(launch.tf_environment(1, 2, [1000, 1001])["TF_CONFIG"])
+    assert config == {"cluster": {"worker": ["127.0.0.1:1000", "127.0.0.1:1001"]},
+                      "task": {"type": "worker", "index": 1}}
+
+
+def test_jax_gets_the_coordinator_and_its_place():
+    assert launch.jax_environment(1, 2, [1234]) == {
+        "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
+
+
+def test_the_command_uses_each_framework_own_launcher():
+    assert launch.prefix("tf", 2, 1, "alexnet_tf.train") == ["python", "-m", "alexnet_tf.train"]
+    assert launch.prefix("torch", 2, 2, "m")[:2] == ["torchrun", "--standalone"]
+    assert launch.prefix("mxnet", 2, 2, "m")[:5] == ["python", "-m", "common.launch", "--backend", "mxnet"]
+    assert launch.prefix("jax", 2, 2, "m") == ["python", "-m", "common.launch", "--backend", "jax", "--processes",
+                                               "2", "--", "python", "-m", "m"]
+
+
+def test_free_ports_are_free_and_a_taken_one_is_named():
+    ports = launch.free_ports(3)
+    assert len(set(ports)) == 3
+    with socket.socket() as s:
+        s.bind((launch.HOST, ports[0]))
+        with pytest.raises(UserError, match=f"port {ports[0]} .* in use"):
+            launch.free_ports(2, ports[0])
+
+
+def _launch(code: str, *flags: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    script = textwrap.dedent(code)
+    return subprocess.run([sys.executable, "-m", "common.launch", "--backend", "jax", *flags, "--",
+                           sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def test_mxnet_gets_its_workers_a_scheduler_and_a_server_each():
+    roles = [launch.mxnet_environment(r, 2, [9091]) for r in range(2)] + launch.mxnet_helpers(2, [9091])
+    assert [(e["DMLC_ROLE"], e["DMLC_TASK_ID"]) for e in roles] == [
+        ("worker", "0"), ("worker", "1"), ("scheduler", "0"), ("server", "0"), ("server", "1")]
+    assert {e["DMLC_PS_ROOT_PORT"] for e in roles} == {"9091"} and {e["DMLC_NUM_WORKER"] for e in roles} == {"2"}
+
+
+def test_every_process_gets_its_place():
+    proc = _launch("import os; print('process', os.environ['JAX_PROCESS_ID'], 'of', os.environ['JAX_NUM_PROCESSES'])",
+                   "--processes", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["process 0 of 3", "process 1 of 3", "process 2 of 3"]
+
+
+def test_one_failing_process_stops_the_others_in_bounded_time():
+    proc = _launch("""
+        import os, sys, time
+        if os.environ['JAX_PROCESS_ID'] == '1':
+            sys.exit(3)
+        time.sleep(600)
+    """, timeout=30)
+    assert proc.returncode == 3
+    assert "process 1 of 2 stopped (exit status 3): stopping the others" in proc.stderr
+
+
+def test_ctrl_c_reaches_every_process_once():
+    proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--backend", "tf", "--", sys.executable, "-c",
+                             "import signal, sys, time\n"
+                             "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
+                             "print('ready', flush=True)\ntime.sleep(600)"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = [proc.stdout.readline(), proc.stdout.readline()]
+    assert lines == ["ready\n", "ready\n"]
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and out.count("stopping") == 2, err  # the two may interleave their lines
+    assert "stopping the others" not in err
+
+
+def test_a_launch_without_a_command_is_one_line():
+    proc = subprocess.run([sys.executable, "-m", "common.launch", "--backend", "tf"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: no command") and "Traceback" not in proc.stderr
+
+
+def test_processes_with_different_settings_all_stop():
+    rank0 = {**HParams().to_dict(), "devices": 2}
+    def replicas(rank: int, agreed: bool) -> Replicas:
+        return Replicas("cpu", "cpu", True, count=2, rank=rank, processes=2, broadcast=lambda v: rank0,
+                        agree=lambda flag: agreed)
+    same_settings(replicas(0, False), HParams())  # the same: nothing said
+    with pytest.raises(UserError, match="batch_size 32 here but 128 in process 0"):
+        same_settings(replicas(1, True), HParams(batch_size=32))
+    with pytest.raises(UserError, match="different settings"):
+        same_settings(replicas(0, True), HParams())  # another process differed
