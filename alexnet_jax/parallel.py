@@ -123,6 +123,8 @@ def _initialize(address: str, rank: int, processes: int) -> None:
         print(f"error: {late}", file=sys.stderr, flush=True)
         os._exit(UserError.exit_code)
 
+    if rank == 0:  # it starts the coordinator; JAX may abort without a word when the port is taken
+        _coordinator_port_free(address)
     watchdog = threading.Timer(timeout, give_up)
     watchdog.daemon = True
     watchdog.start()
@@ -139,6 +141,19 @@ def _initialize(address: str, rank: int, processes: int) -> None:
         raise UserError(f"{late} ({said})") from None
     finally:
         watchdog.cancel()
+
+
+def _coordinator_port_free(address: str) -> None:
+    """Refuse, naming it, a coordinator port that something on this host already holds."""
+    port = address.rsplit(":", 1)[-1]
+    try:
+        launch.free_ports(1, int(port))
+    except ValueError:  # not a number: JAX's own error names the address
+        return
+    except UserError:
+        raise UserError(f"process 0 cannot start JAX's coordinator on {address}: port {port} is in use: free it or "
+                        f"pick another port in JAX_COORDINATOR_ADDRESS for every process (python -m common.launch "
+                        f"--port)") from None
 
 
 def close(replicas: Replicas) -> None:

@@ -19,7 +19,7 @@ from common.spec import MIN_RESIZE
 from tests.backend.test_cli import FAST
 from tests.synthetic import make_split
 
-TIMEOUT_S = 20  # how long a worker waits for the others in these tests (as test_processes.py)
+TIMEOUT_S = 12  # how long a worker waits for the others in these tests
 
 
 @pytest.fixture
