@@ -56,7 +56,8 @@ def test_mxnet_gets_its_workers_a_scheduler_and_a_server_each():
 
 
 def test_every_process_gets_its_place():
-    proc = _launch("import os; print('process', os.environ['JAX_PROCESS_ID'], 'of', os.environ['JAX_NUM_PROCESSES'])",
+    proc = _launch("import os; os.write(1, f\"process {os.environ['JAX_PROCESS_ID']} of "
+                   "{os.environ['JAX_NUM_PROCESSES']}\\n\".encode())",  # one write: lines do not interleave
                    "--processes", "3")
     assert proc.returncode == 0, proc.stderr
     assert sorted(proc.stdout.splitlines()) == ["process 0 of 3", "process 1 of 3", "process 2 of 3"]
