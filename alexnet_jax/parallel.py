@@ -18,7 +18,6 @@ alone reads and writes the run directory; its weights (a checkpoint loaded there
 import json
 import os
 import sys
-import threading
 from functools import cache
 
 import jax
@@ -119,28 +118,20 @@ def _initialize(address: str, rank: int, processes: int) -> None:
             f"{timeout:.0f} s: start every process (JAX_PROCESS_ID 0 to {processes - 1}; process 0 on the "
             f"coordinator's host) with the same JAX_COORDINATOR_ADDRESS, or raise ALEXNET_CONNECT_TIMEOUT")
 
-    def give_up() -> None:  # JAX itself would abort the process with a C++ stack trace when its wait ends
-        print(f"error: {late}", file=sys.stderr, flush=True)
-        os._exit(UserError.exit_code)
-
     if rank == 0:  # it starts the coordinator; JAX may abort without a word when the port is taken
         _coordinator_port_free(address)
-    watchdog = threading.Timer(timeout, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        seconds = int(timeout) + 1
-        jax.distributed.initialize(address, processes, rank, initialization_timeout=seconds + 30,
-                                   heartbeat_timeout_seconds=seconds, shutdown_timeout_seconds=seconds)
-    except (RuntimeError, ValueError) as e:  # JaxRuntimeError is a RuntimeError
-        said = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if rank == 0:  # it starts the coordinator: the port is its to bind
-            raise UserError(f"process 0 cannot start JAX's coordinator on {address} ({said}): port {port} is "
-                            f"probably in use: free it or pick another port in JAX_COORDINATOR_ADDRESS for every "
-                            f"process (python -m common.launch --port)") from None
-        raise UserError(f"{late} ({said})") from None
-    finally:
-        watchdog.cancel()
+    with launch.bounded(late):  # JAX itself would abort the process with a C++ stack trace when its wait ends
+        try:
+            seconds = int(timeout) + 1
+            jax.distributed.initialize(address, processes, rank, initialization_timeout=seconds + 30,
+                                       heartbeat_timeout_seconds=seconds, shutdown_timeout_seconds=seconds)
+        except (RuntimeError, ValueError) as e:  # JaxRuntimeError is a RuntimeError
+            said = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if rank == 0:  # it starts the coordinator: the port is its to bind
+                raise UserError(f"process 0 cannot start JAX's coordinator on {address} ({said}): port {port} is "
+                                f"probably in use: free it or pick another port in JAX_COORDINATOR_ADDRESS for "
+                                f"every process (python -m common.launch --port)") from None
+            raise UserError(f"{late} ({said})") from None
 
 
 def _coordinator_port_free(address: str) -> None:

@@ -18,9 +18,8 @@ import atexit
 import json
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import count
@@ -119,24 +118,11 @@ _KEYS = count(1 << 20)  # kvstore keys for our own exchanges, past Gluon's (one 
 _SUMS: dict[tuple[int, ...], int] = {}  # the key of each shape summed so far (every worker makes them in turn)
 
 
-@contextmanager
-def _bounded(what: str) -> Iterator[None]:
+def _bounded(what: str) -> AbstractContextManager[None]:
     """Stop this process with one line if `what`, a wait on the other processes, outlasts connect_timeout()."""
-    timer = threading.Timer(launch.connect_timeout(), _give_up, (what,))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
-def _give_up(what: str) -> None:
-    """The watchdog's end: one line, then out at once (the main thread is stuck inside MXNet)."""
-    print(f"error: {what}: no answer from the other MXNet processes in {launch.connect_timeout():.0f} s (one "
-          f"stopped, or cannot be reached): start them all again, with the same DMLC_* settings "
-          f"(ALEXNET_CONNECT_TIMEOUT=seconds if they are only slow)", file=sys.stderr, flush=True)
-    os._exit(2)
+    return launch.bounded(f"{what}: no answer from the other MXNet processes in {launch.connect_timeout():.0f} s "
+                          f"(one stopped, or cannot be reached): start them all again, with the same DMLC_* "
+                          f"settings (ALEXNET_CONNECT_TIMEOUT=seconds if they are only slow)")
 
 
 def _join() -> mx.kv.KVStore:

@@ -19,7 +19,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from common.errors import UserError, run_cli
 
@@ -30,6 +33,24 @@ GRACE_S = 10.0  # how long the others get to stop after one process failed, befo
 def connect_timeout() -> float:
     """Seconds a process waits for the others to join (ALEXNET_CONNECT_TIMEOUT, default 120)."""
     return float(os.environ.get("ALEXNET_CONNECT_TIMEOUT", "120"))
+
+
+@contextmanager
+def bounded(message: str) -> Iterator[None]:
+    """Stop this process with `error: message` if the block, a wait on the other processes, outlasts
+    connect_timeout(); the main thread is then stuck in (or about to be aborted by) the framework's C++."""
+
+    def give_up() -> None:  # from the timer's thread: one line, then out at once
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(UserError.exit_code)
+
+    timer = threading.Timer(connect_timeout(), give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 # ---- What each framework reads ----
