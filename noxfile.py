@@ -223,16 +223,22 @@ def converge(session: nox.Session) -> None:
         session.run("python", "-m", "common.report", "converge", "--min-acc", "0.75", *quick)
 
 
+SIDES = ["67", "96", "128", "160"]  # bench: input sides below the book's 224
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The book's batch-size exercise and the fast path, per backend, on the GPU when there is one.
+    """The book's batch-size exercise, the fast path and the input size, per backend; the GPU when there is one.
 
     Throughput: training and evaluation images/s and peak memory at 224 for batch sizes 32 to 256
     (and the fast path at 128), beside the book's own data path (4 loader workers, PIL resize per
-    image) as the reference. Accuracy after a fixed budget, per batch size: real Fashion-MNIST (see
-    README), the book's lr; with a GPU 2 epochs at 224 (PyTorch), without one 1 epoch of 10,000 images
-    at 67 (lr 0.03, every backend). On 2 CPU cores this took 11.5 minutes. Pass --steps N
-    after -- to change the timed steps."""
+    image) as the reference. Each figure beside the machine's ceiling, a 4096x4096 matrix product
+    in the same framework and the mode's precision, as a share of it. How cost grows: training
+    images/s at batch 128 for input sides 67, 96, 128, 160 and 224, with the spec's FLOPs per image.
+    Accuracy after a fixed budget, per batch size: real Fashion-MNIST (see README), the book's lr;
+    with a GPU 2 epochs at 224 (PyTorch), without one 1 epoch of 10,000 images at 67 (lr 0.03, every
+    backend). Needs a quiet machine (other work shifts the ratios): on 2 CPU cores it took 11.5 minutes
+    before JAX and the input sizes were added. Pass --steps N after -- to change the timed steps."""
     session.install("-e", ".")
     out = EXCHANGE / "bench"
     results = out / "bench.jsonl"
@@ -245,6 +251,9 @@ def bench(session: nox.Session) -> None:
                                  ("256", "faithful")]:
             session.run(python, "-m", f"alexnet_{backend}.bench", "--batch-size", batch_size, *MODES[mode],
                         *steps, "--json", str(results), external=True)
+        for side in SIDES:  # how cost grows with the input (224 is measured above)
+            session.run(python, "-m", f"alexnet_{backend}.bench", "--resize", side, *steps,
+                        "--json", str(results), external=True)
     session.run(backend_python(session, "torch"), "-m", "alexnet_torch.bench_book", *steps,
                 "--json", str(results), external=True)
     budget = ["--epochs", "2"] if gpu else ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000",

@@ -1,9 +1,16 @@
 """The book's AlexNet in JAX with Flax NNX and Optax: model.py, data.py, step.py, parallel.py, train.py."""
 
 import os
+from importlib.metadata import version
 
 from common.backends import require
 
 require("jax")  # one clear line, not a traceback, where the framework is missing or too old
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # XLA's C++ logging, before anything imports JAX
+
+# jaxlib 0.10's XLA hands CPU convolutions to YNNPACK, whose weight gradients are slow here: XLA's own
+# convolutions trained AlexNet 1.8x faster on a 2-core CPU (docs/results.md). A choice in XLA_FLAGS wins.
+if version("jaxlib").startswith("0.10.") and "ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_experimental_ynn_fusion_type=-individual_convolution").strip()

@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -12,7 +13,7 @@ from alexnet_jax.model import alexnet
 from alexnet_jax.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser
 from common.errors import run_cli
-from common.metrics import bench_result, report_bench
+from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, report_bench
 from common.synthetic import bench_dataset
 
 BACKEND = "jax"
@@ -43,6 +44,17 @@ def time_evaluation(net: nnx.Sequential, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Ceiling ----
+
+
+def matmul_ceiling(dtype: str, side: int, device: jax.Device) -> dict:
+    """This machine's matrix-product rate in `dtype` with JAX: the best of several side x side products."""
+    a, b = (jax.device_put(jax.random.uniform(jax.random.key(k), (side, side), getattr(jnp, dtype)), device)
+            for k in range(2))
+    matmul = jax.jit(jnp.matmul)  # compiled by XLA, as the steps are
+    return gemm_ceiling(lambda: matmul(a, b).block_until_ready(), side, dtype)
+
+
 # ---- Profile ----
 
 
@@ -65,11 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         net = alexnet(args.resize, seed=0)
         if args.fast:
             net = fast_path(net, device)
+    ceiling = matmul_ceiling(ceiling_dtype(args.fast), args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
-                          train_ips, eval_ips, peak_memory(device))
+                          train_ips, eval_ips, peak_memory(device), ceiling)
     report_bench(result, args.json)
     if args.profile:
         print(profile_training(net, train_iter, 0.01, args.profile))

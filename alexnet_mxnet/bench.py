@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import mxnet as mx
+import numpy as np
 from mxnet import gluon, npx
 from mxnet.gluon import nn
 
@@ -12,7 +13,7 @@ from alexnet_mxnet.model import alexnet
 from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser
 from common.errors import run_cli
-from common.metrics import bench_result, report_bench
+from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, report_bench
 from common.synthetic import bench_dataset
 
 npx.set_np()
@@ -46,6 +47,27 @@ def time_evaluation(net: nn.HybridSequential, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Ceiling ----
+
+BFLOAT16 = np.dtype([("bfloat16", np.uint16)])  # MXNet 1.9's name for bf16 (NumPy has none)
+
+
+def matmul_ceiling(dtype: str, side: int, device: mx.Context) -> dict:
+    """This machine's matrix-product rate in `dtype` with MXNet: the best of several side x side products.
+
+    Gluon's Dense layers run FullyConnected (oneDNN), which is the fast product here: `np.dot` goes
+    through another BLAS at a fraction of its speed. bf16 exists only as oneDNN's, through `amp_cast`.
+    """
+    a, b = (mx.nd.random.uniform(shape=(side, side), ctx=device) for _ in range(2))
+    if dtype == "bfloat16":
+        a, b = mx.nd.amp_cast(a, dtype=BFLOAT16), mx.nd.amp_cast(b, dtype=BFLOAT16)
+
+    def product() -> None:
+        mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=side).wait_to_read()  # a @ b.T, waited for
+
+    return gemm_ceiling(product, side, dtype)
+
+
 # ---- Profile ----
 
 
@@ -71,11 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     net = alexnet(args.resize, device)
     if args.fast:
         net = fast_path(net, device)
+    ceiling = matmul_ceiling(ceiling_dtype(args.fast), args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
-                          train_ips, eval_ips, peak_memory(device))
+                          train_ips, eval_ips, peak_memory(device), ceiling)
     report_bench(result, args.json)
     if args.profile:
         print(profile_training(net, train_iter, 0.01, args.profile))

@@ -12,7 +12,7 @@ from alexnet_torch.model import alexnet
 from alexnet_torch.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser
 from common.errors import run_cli
-from common.metrics import bench_result, report_bench
+from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, report_bench
 from common.synthetic import bench_dataset
 
 BACKEND = "torch"
@@ -44,6 +44,15 @@ def time_evaluation(net: nn.Module, test_iter: DataIter) -> float:
     return test_iter.num_examples / (time.perf_counter() - start)
 
 
+# ---- Ceiling ----
+
+
+def matmul_ceiling(dtype: str, side: int, device: torch.device) -> dict:
+    """This machine's matrix-product rate in `dtype` with PyTorch: the best of several side x side products."""
+    a, b = (torch.rand(side, side, device=device).to(getattr(torch, dtype)) for _ in range(2))
+    return gemm_ceiling(lambda: (a @ b)[0, 0].item(), side, dtype)  # .item() waits for the device
+
+
 # ---- Profile ----
 
 
@@ -70,11 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     net = alexnet(args.resize).to(device)
     if args.fast:
         net = fast_path(net, device)
+    ceiling = matmul_ceiling(ceiling_dtype(args.fast), args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
-                          train_ips, eval_ips, peak_memory(device))
+                          train_ips, eval_ips, peak_memory(device), ceiling)
     report_bench(result, args.json)
     if args.profile:
         print(profile_training(net, train_iter, 0.01, args.profile))

@@ -1,4 +1,4 @@
-"""The book's AlexNet in PyTorch (d2l.ai, chapter 8.1), channels-first (NCHW)."""
+"""The book's AlexNet in PyTorch (d2l.ai, chapter 8.1): shapes channels-first (NCHW), stored channels-last."""
 
 import json
 
@@ -22,27 +22,30 @@ def alexnet(resize: int = BOOK.resize) -> nn.Sequential:
     check_resize(resize)
     net = nn.Sequential(
         # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend.
-        nn.Conv2d(IN_CHANNELS, 96, kernel_size=11, stride=4, padding=0), nn.ReLU(),  # (B, 96, 54, 54)
+        # ReLU in place: one pass over memory less per activation.
+        nn.Conv2d(IN_CHANNELS, 96, kernel_size=11, stride=4, padding=0), nn.ReLU(inplace=True),  # (B, 96, 54, 54)
         nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 96, 26, 26)
         # A smaller window, padding 2 keeps the side, more output channels.
-        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),  # (B, 256, 26, 26)
+        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(inplace=True),  # (B, 256, 26, 26)
         nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 12, 12)
         # Three successive 3x3 convolutions; only the last is followed by pooling.
-        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),  # (B, 384, 12, 12)
-        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),  # (B, 384, 12, 12)
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),  # (B, 256, 12, 12)
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 384, 12, 12)
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 384, 12, 12)
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 256, 12, 12)
         nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 5, 5)
         nn.Flatten(),  # (B, 6400)
         # Dense layers many times larger than LeNet's, with dropout against overfitting.
-        nn.Linear(flat_features(resize), 4096), nn.ReLU(),  # (B, 4096)
+        nn.Linear(flat_features(resize), 4096), nn.ReLU(inplace=True),  # (B, 4096)
         nn.Dropout(p=DROPOUT),
-        nn.Linear(4096, 4096), nn.ReLU(),  # (B, 4096)
+        nn.Linear(4096, 4096), nn.ReLU(inplace=True),  # (B, 4096)
         nn.Dropout(p=DROPOUT),
         # The output layer: ten classes for Fashion-MNIST.
         nn.Linear(4096, NUM_CLASSES),  # (B, 10)
     )
     net.apply(init_weights)
-    return net
+    # Stored channels-last, the NHWC that TF and JAX compute in (shapes stay NCHW): oneDNN's and cuDNN's
+    # fast layout, so the convolutions skip a conversion of every tensor (1.15x on a 2-core CPU, docs/results.md).
+    return net.to(memory_format=torch.channels_last)
 
 
 # ---- Initialisation ----

@@ -21,7 +21,7 @@ class Backend:
     extra: str  # the pyproject.toml extra that installs it
     ci_install: tuple[str, ...]  # what nox installs for it besides the project (CPU builds)
     layout: str  # the network's own activation layout: "NCHW" or "NHWC"
-    bf16: bool  # whether --fast computes in bfloat16 (else the fast path keeps float32)
+    bf16: bool  # whether --fast computes in bfloat16 on a CPU (else the fast path keeps float32 there)
     profile_table: bool  # whether bench --profile prints a table of ops (else only a trace)
     launcher: str  # what starts several processes: its framework's launcher, or common.launch (the variables it reads)
     in_process: bool  # whether one process can drive several replicas (else one process per replica)
@@ -41,7 +41,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1"),
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.7", "flax>=0.12", "optax>=0.2.5"),
-            "NHWC", bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="0.7"),
+            "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.7"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from common.errors import InputTooSmallError, UserError
 from common.hparams import BOOK, HParams
+from common.metrics import GEMM_SIDE
 from common.run import stored_settings
 from common.spec import MIN_RESIZE, check_resize
 
@@ -158,6 +159,9 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
     p.add_argument("--fast", action="store_true", help=FAST_HELP)
+    p.add_argument("--gemm", type=positive_int, default=GEMM_SIDE, metavar="SIDE",
+                   help="side of the square matrix product that measures this machine's ceiling (the same "
+                        "framework, the mode's precision: float32, or bfloat16 with --fast)")
     p.add_argument("--json", type=Path, default=None, help="also append the result as a JSON line here")
     p.add_argument("--profile", type=Path, default=None, metavar="DIR",
                    help="then profile the training steps once more: print the ops that take the time and "

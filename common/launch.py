@@ -128,10 +128,18 @@ def free_ports(count: int, first: int | None = None) -> list[int]:
             s.close()
 
 
+def threads(processes: int) -> dict[str, str]:
+    """An equal share of this machine's cores for each process's OpenMP pool (as torchrun sets), unless set."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // processes))}
+
+
 def start(backend: str, processes: int, command: list[str], port: int | None = None) -> list[subprocess.Popen]:
     """Start `command` once per process, each in its own session (Ctrl-C reaches them through us, once)."""
     ports = free_ports(PORTS[backend](processes), port)
-    procs = [subprocess.Popen(command, env={**os.environ, **ENVIRONMENTS[backend](rank, processes, ports)},
+    share = threads(processes)
+    procs = [subprocess.Popen(command, env={**os.environ, **share, **ENVIRONMENTS[backend](rank, processes, ports)},
                               start_new_session=True) for rank in range(processes)]
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C is for the workers
     try:

@@ -4,6 +4,8 @@ import io
 import json
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,12 +94,38 @@ def memory_record(peak_mb: float | None = None, what: str = "process peak RSS") 
     return {"peak_mb": round(peak_mb, 1), "what": what}
 
 
+# ---- The machine's ceiling ----
+
+GEMM_SIDE = 4096  # the ceiling's square matrix product: large enough for every framework to reach its peak
+
+
+def ceiling_dtype(fast: bool) -> str:
+    """The precision a mode's convolutions and matrix products compute in: the book's float32, or bf16."""
+    return "bfloat16" if fast else "float32"
+
+
+def gemm_ceiling(product: Callable[[], object], side: int, dtype: str, repeats: int = 5,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
+    """The FLOP/s of the fastest of `repeats` calls of `product`: one side x side matrix product, waited for."""
+    product()  # warm-up: allocation, kernel choice, compiling
+    seconds = []
+    for _ in range(repeats):
+        start = clock()
+        product()
+        seconds.append(clock() - start)
+    return {"dtype": dtype, "side": side, "flops_per_sec": 2 * side**3 / min(seconds)}
+
+
 def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int, fast: bool,
-                 train_ips: float, eval_ips: float, memory: dict) -> dict:
-    """One benchmark measurement, with its settings."""
+                 train_ips: float, eval_ips: float, memory: dict, ceiling: dict) -> dict:
+    """One benchmark measurement, with its settings and its share of the matrix-product ceiling."""
+    train_flops, eval_flops = 3 * forward_flops(resize), forward_flops(resize)  # per image
+    rate = ceiling["flops_per_sec"]
     return {"backend": backend, "mode": mode(fast), "device": device, "batch_size": batch_size,
             "resize": resize, "steps": steps, "train_images_per_sec": train_ips,
-            "eval_images_per_sec": eval_ips, "memory": memory}
+            "eval_images_per_sec": eval_ips, "memory": memory, "ceiling": ceiling,
+            "train_flops_per_image": train_flops, "eval_flops_per_image": eval_flops,
+            "train_share": train_ips * train_flops / rate, "eval_share": eval_ips * eval_flops / rate}
 
 
 def bench_line(result: dict) -> str:
@@ -105,7 +133,18 @@ def bench_line(result: dict) -> str:
     return (f"{result['backend']} ({result['mode']}) on {result['device']}, batch {result['batch_size']}, "
             f"{result['resize']}x{result['resize']}: training {result['train_images_per_sec']:.1f} images/s, "
             f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each), "
-            f"peak memory {result['memory']['peak_mb']:.0f} MiB ({result['memory']['what']})")
+            f"peak memory {result['memory']['peak_mb']:.0f} MiB ({result['memory']['what']})\n"
+            f"{ceiling_line(result)}")
+
+
+def ceiling_line(result: dict) -> str:
+    """The figures as shares of the ceiling, and the training images/s that ceiling allows."""
+    c = result["ceiling"]
+    allows = c["flops_per_sec"] / result["train_flops_per_image"]
+    return (f"ceiling: a {c['side']}x{c['side']} {c['dtype']} matrix product runs at {c['flops_per_sec'] / 1e9:.1f} "
+            f"GFLOP/s here, which allows {allows:.1f} training images/s at {result['train_flops_per_image'] / 1e9:.2f} "
+            f"GFLOP each; training reaches {result['train_share']:.0%} of it, evaluation "
+            f"{result['eval_share']:.0%}")
 
 
 def report_bench(result: dict, json_path: Path | None) -> None:

@@ -6,24 +6,32 @@ import json
 
 import pytest
 
-from common.spec import MIN_RESIZE
+from common.spec import MIN_RESIZE, forward_flops
 
 
 def test_bench_reports_training_and_evaluation_speed(backend, tmp_path, capsys):
     bench = importlib.import_module(f"alexnet_{backend}.bench")
-    bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--json", str(tmp_path / "b.jsonl")])
+    bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--gemm", "256",
+                "--json", str(tmp_path / "b.jsonl")])
     record = json.loads((tmp_path / "b.jsonl").read_text())
     assert record["backend"] == backend and record["batch_size"] == 8 and record["resize"] == MIN_RESIZE
     assert record["train_images_per_sec"] > 0 and record["eval_images_per_sec"] > 0
-    assert "training" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "training" in printed and "ceiling: a 256x256 float32 matrix product" in printed
     assert record["mode"] == "faithful" and record["memory"]["peak_mb"] > 0
+    ceiling = record["ceiling"]
+    assert ceiling["dtype"] == "float32" and ceiling["side"] == 256 and 1e8 < ceiling["flops_per_sec"] < 1e16
+    train_flops = 3 * forward_flops(MIN_RESIZE)  # the share is of the spec's FLOPs, not the framework's
+    assert record["train_share"] == pytest.approx(record["train_images_per_sec"] * train_flops
+                                                  / ceiling["flops_per_sec"])
 
 
 def test_fast_bench_with_a_profile(backend, can, tmp_path, capsys):
     bench = importlib.import_module(f"alexnet_{backend}.bench")
-    bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--fast",
+    bench.main(["--resize", str(MIN_RESIZE), "--batch-size", "8", "--steps", "2", "--fast", "--gemm", "256",
                 "--profile", str(tmp_path / "prof"), "--json", str(tmp_path / "b.jsonl")])
-    assert json.loads((tmp_path / "b.jsonl").read_text())["mode"] == "fast"
+    record = json.loads((tmp_path / "b.jsonl").read_text())
+    assert record["mode"] == "fast" and record["ceiling"]["dtype"] == "bfloat16"  # --fast's precision
     printed = capsys.readouterr().out
     traced = [p for p in (tmp_path / "prof").rglob("*") if p.is_file() and p.stat().st_size > 0]
     assert traced, "no trace written"

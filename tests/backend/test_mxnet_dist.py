@@ -30,7 +30,7 @@ def mxnet_backend(backend):
 
 def _env(role: str, port: int, workers: int = 2, **extra: str) -> dict[str, str]:
     """What each of MXNet's roles reads (README: Several devices), as on its own machine."""
-    return {**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(TIMEOUT_S), "DMLC_ROLE": role,
+    return {**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(TIMEOUT_S), "OMP_NUM_THREADS": "1", "DMLC_ROLE": role,
             "DMLC_PS_ROOT_URI": launch.HOST, "DMLC_PS_ROOT_PORT": str(port), "DMLC_NUM_WORKER": str(workers),
             "DMLC_NUM_SERVER": "1", **extra}
 
@@ -135,7 +135,8 @@ def test_the_launcher_stops_every_role_when_a_worker_dies(mxnet_backend, tiny_da
                sys.executable, "-m", "alexnet_mxnet.train",
                *_argv(tiny_data, out, "--epochs", "100", "--batch-size", "16")]
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(TIMEOUT_S)}, start_new_session=True)
+                                env={**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(TIMEOUT_S), "OMP_NUM_THREADS": "1"},
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while not (out / "state.json").exists() and launcher.poll() is None and time.monotonic() < deadline:

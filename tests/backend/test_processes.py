@@ -40,7 +40,8 @@ def own_environment(backend):
 
 
 def _env(extra: dict[str, str] | None = None, timeout: float = TIMEOUT_S) -> dict[str, str]:
-    return {**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(timeout), **(extra or {})}
+    """This environment for a process of the run: one OpenMP thread each (two processes share the cores)."""
+    return {**os.environ, "ALEXNET_CONNECT_TIMEOUT": str(timeout), "OMP_NUM_THREADS": "1", **(extra or {})}
 
 
 def _python(command: list[str]) -> list[str]:

@@ -103,3 +103,11 @@ def test_processes_with_different_settings_all_stop():
         same_settings(replicas(1, True), HParams(batch_size=32))
     with pytest.raises(UserError, match="different settings"):
         same_settings(replicas(0, True), HParams())  # another process differed
+
+
+def test_each_process_gets_an_equal_share_of_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    assert launch.threads(2) == {"OMP_NUM_THREADS": "2"} and launch.threads(8) == {"OMP_NUM_THREADS": "1"}
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins, as with torchrun
+    assert launch.threads(2) == {}

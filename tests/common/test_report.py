@@ -3,7 +3,7 @@
 import json
 
 from common.hparams import HParams
-from common.metrics import long_run, memory_record
+from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, long_run, memory_record
 from common.report import bench_table, book_comparison, budget_table, converge_table
 
 
@@ -33,11 +33,32 @@ def test_converge_table_passes_and_fails(tmp_path):
 
 def test_bench_table(tmp_path):
     path = tmp_path / "b.jsonl"
-    path.write_text(json.dumps({"backend": "torch", "mode": "fast", "device": "cpu", "batch_size": 128,
-                                "resize": 224, "train_images_per_sec": 50.04, "eval_images_per_sec": 150.0,
-                                "memory": {"peak_mb": 1439.6, "what": "process peak RSS"}}) + "\n")
-    row = bench_table(path).splitlines()[1]
-    assert "fast" in row and "50.0" in row and "150.0" in row and "1440" in row
+    ceiling = {"dtype": "bfloat16", "side": 4096, "flops_per_sec": 500e9}
+    measured = bench_result("torch", "cpu", 128, 224, 3, True, 50.04, 150.0,
+                            {"peak_mb": 1439.6, "what": "process peak RSS"}, ceiling)
+    other = bench_result("tf", "/CPU:0", 128, 224, 3, True, 60.0, 200.0, {"peak_mb": 1000.0, "what": "RSS"},
+                         {**ceiling, "flops_per_sec": 1000e9})
+    book = {"backend": "torch (book data path)", "device": "cpu", "batch_size": 128, "resize": 224,
+            "train_images_per_sec": 44.6}  # bench_book's record: no ceiling, no evaluation
+    path.write_text("".join(json.dumps(r) + "\n" for r in (measured, other, book)))
+    rows = bench_table(path).splitlines()
+    # 50.04 images/s x 5.63 GFLOP = 282 GFLOP/s: 56% of torch's 500, 28% of the best (tf's 1000)
+    assert rows[1].split() == ["torch", "fast", "128", "224", "5.63", "50.0", "282", "56%", "28%", "150.0",
+                               "56%", "1440"]
+    assert rows[3].split()[-7:] == ["44.6", "-", "-", "-", "-", "-", "-"]
+    assert "torch bfloat16 500, tf bfloat16 1000" in rows[4] and "tf on /CPU:0" in rows[5]
+
+
+def test_gemm_ceiling_takes_the_fastest_call():
+    seconds = iter([5.0, 0.5, 0.25, 0.4])  # the first call warms up and is not counted
+    clock = [0.0]
+
+    def product():
+        clock[0] += next(seconds)
+
+    ceiling = gemm_ceiling(product, 100, "float32", repeats=3, clock=lambda: clock[0])
+    assert ceiling == {"dtype": "float32", "side": 100, "flops_per_sec": 2 * 100**3 / 0.25}
+    assert ceiling_dtype(False) == "float32" and ceiling_dtype(True) == "bfloat16"
 
 
 def test_budget_table_counts_steps(tmp_path):

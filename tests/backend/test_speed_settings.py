@@ -1,0 +1,64 @@
+"""The settings a backend makes before its framework starts, for speed on a CPU: set, and a user's own choice wins."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"  # XLA's own convolutions (alexnet_jax)
+
+
+def _environ(backend: str, name: str, **env: str) -> str:
+    """The variable `name` after `import alexnet_<backend>`, in a fresh process with `env` (and without `name`)."""
+    clean = {k: v for k, v in os.environ.items() if k != name}
+    code = f"import os, alexnet_{backend}; print(os.environ.get({name!r}, '-'))"
+    proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_mxnet_uses_every_core(backend):
+    if backend != "mxnet":
+        pytest.skip("MXNet's OpenMP pool alone takes half the cores by default")
+    assert _environ(backend, "OMP_NUM_THREADS") == str(len(os.sched_getaffinity(0)))
+    assert _environ(backend, "OMP_NUM_THREADS", OMP_NUM_THREADS="1") == "1"
+
+
+def test_jax_convolutions_are_xlas_own(backend):
+    if backend != "jax":
+        pytest.skip("an XLA flag of jaxlib 0.10's CPU")
+    from importlib.metadata import version
+
+    if not version("jaxlib").startswith("0.10."):
+        assert _environ(backend, "XLA_FLAGS") == "-"  # the flag was measured on 0.10 only: left alone
+        return
+    assert _environ(backend, "XLA_FLAGS") == YNN
+    assert _environ(backend, "XLA_FLAGS", XLA_FLAGS="--xla_cpu_enable_fast_math=false") == \
+        f"--xla_cpu_enable_fast_math=false {YNN}"
+    mine = "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+    assert _environ(backend, "XLA_FLAGS", XLA_FLAGS=mine) == mine
+
+
+def test_torch_convolutions_are_stored_channels_last(backend, fw):
+    if backend != "torch":
+        pytest.skip("PyTorch's memory format; TF and JAX compute NHWC already")
+    import torch
+
+    convs = [m for m in fw.model.alexnet(67) if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert fw.model.get_weights(fw.model.alexnet(67))["conv2.weight"].flags["C_CONTIGUOUS"]  # neutral: NCHW order
+
+
+def test_jax_fast_path_computes_bf16_on_a_gpu_only(backend, fw):
+    if backend != "jax":
+        pytest.skip("JAX's --fast is device-dependent: XLA's CPU bf16 is slower than its float32")
+    from types import SimpleNamespace
+
+    import jax.numpy as jnp
+
+    cpu = fw.step.fast_path(fw.model.alexnet(67), fw.step.get_device("cpu"))
+    assert {layer.dtype for layer in cpu.layers if hasattr(layer, "dtype")} == {None}  # float32 as built
+    gpu = fw.step.fast_path(fw.model.alexnet(67), SimpleNamespace(platform="gpu"))  # only its platform is read
+    assert {layer.dtype for layer in gpu.layers if hasattr(layer, "dtype")} == {jnp.bfloat16}
