@@ -78,7 +78,7 @@ def test_ctrl_c_reaches_every_process_once():
     proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--backend", "tf", "--", sys.executable, "-c",
                              "import signal, sys, time\n"
                              "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
-                             "print('ready', flush=True)\ntime.sleep(600)"],
+                             "import os; os.write(1, b'ready\\n')\ntime.sleep(600)"],  # one write: no interleaving
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = [proc.stdout.readline(), proc.stdout.readline()]
     assert lines == ["ready\n", "ready\n"]
