@@ -80,10 +80,14 @@ def test_ctrl_c_reaches_every_process_once():
                              "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
                              "import os; os.write(1, b'ready\\n')\ntime.sleep(600)"],  # one write: no interleaving
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = [proc.stdout.readline(), proc.stdout.readline()]
-    assert lines == ["ready\n", "ready\n"]
-    proc.send_signal(2)
-    out, err = proc.communicate(timeout=30)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines == ["ready\n", "ready\n"]
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed check leaves nothing running for ten minutes
+            launch.stop([proc])
     assert proc.returncode == 130 and out.count("stopping") == 2, err  # the two may interleave their lines
     assert "stopping the others" not in err
 
