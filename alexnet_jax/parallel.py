@@ -128,9 +128,7 @@ def _initialize(address: str, rank: int, processes: int) -> None:
         except (RuntimeError, ValueError) as e:  # JaxRuntimeError is a RuntimeError
             said = str(e).splitlines()[0] if str(e) else type(e).__name__
             if rank == 0:  # it starts the coordinator: the port is its to bind
-                raise UserError(f"process 0 cannot start JAX's coordinator on {address} ({said}): port {port} is "
-                                f"probably in use: free it or pick another port in JAX_COORDINATOR_ADDRESS for "
-                                f"every process (python -m common.launch --port)") from None
+                raise _port_taken(address, f" ({said}): port {port} is probably in use") from None
             raise UserError(f"{late} ({said})") from None
 
 
@@ -142,9 +140,13 @@ def _coordinator_port_free(address: str) -> None:
     except ValueError:  # not a number: JAX's own error names the address
         return
     except UserError:
-        raise UserError(f"process 0 cannot start JAX's coordinator on {address}: port {port} is in use: free it or "
-                        f"pick another port in JAX_COORDINATOR_ADDRESS for every process (python -m common.launch "
-                        f"--port)") from None
+        raise _port_taken(address, f": port {port} is in use") from None
+
+
+def _port_taken(address: str, how: str) -> UserError:
+    """The one line for a coordinator port that process 0 cannot have; `how` says how sure that is."""
+    return UserError(f"process 0 cannot start JAX's coordinator on {address}{how}: free it or pick another port "
+                     f"in JAX_COORDINATOR_ADDRESS for every process (python -m common.launch --port)")
 
 
 def close(replicas: Replicas) -> None:
