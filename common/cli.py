@@ -2,7 +2,6 @@
 
 import argparse
 import math
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -221,8 +220,8 @@ def parse_args(backend: str, argv: list[str] | None = None) -> argparse.Namespac
     if args.dry_run:
         if args.resume:
             raise UserError("--dry-run starts a throwaway run, it cannot --resume one: drop one of them")
-        if "out" not in explicit:  # a throwaway directory: nothing is left to block the next command
-            args.out, args.temporary_out = Path(tempfile.mkdtemp(prefix=f"alexnet-{backend}-dry-run-")), True
+        if "out" not in explicit:  # a throwaway directory, made when the run opens (common.training)
+            args.out, args.temporary_out = None, True
         args.epochs = 1
         args.train_limit = min(args.train_limit or 2 * args.batch_size, 2 * args.batch_size)
         args.test_limit = min(args.test_limit or args.batch_size, args.batch_size)

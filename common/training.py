@@ -8,7 +8,9 @@
 The loop itself (train_epoch, train) stays in each backend: it is the lesson.
 """
 
+import argparse
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +89,13 @@ def evaluate_run(hooks: Hooks, net: Any, data: FashionMNIST, hp: HParams, replic
             "confusion": result["confusion"]}
 
 
+def remove_throwaway(args: argparse.Namespace) -> None:
+    """--dry-run without --out: remove its directory, so nothing is kept."""
+    if args.temporary_out and args.out is not None:
+        shutil.rmtree(args.out, ignore_errors=True)
+        print(f"dry run: {args.out} removed, nothing kept")
+
+
 def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(hooks.backend, argv)
@@ -94,8 +103,19 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     start_weights, started_from = initial_weights(args.init_weights, hp.resize)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
-    run = shared_run(replicas, hp, lambda: Run(args.out, hooks.backend, hp, hooks.ckpt_ext, resume=args.resume,
-                                               force=args.force, data_dir=args.data_dir))
+
+    def open_run() -> Run:
+        """The run's directory, locked; --dry-run's is a new throwaway one (on rank 0 only)."""
+        if args.temporary_out:
+            args.out = Path(tempfile.mkdtemp(prefix=f"alexnet-{hooks.backend}-dry-run-"))
+        try:
+            return Run(args.out, hooks.backend, hp, hooks.ckpt_ext, resume=args.resume, force=args.force,
+                       data_dir=args.data_dir)
+        except BaseException:
+            remove_throwaway(args)
+            raise
+
+    run = shared_run(replicas, hp, open_run)
     try:
         if replicas.is_main:
             print(fashion_mnist.describe(data))
@@ -125,6 +145,5 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     finally:
         run.close()
         hooks.close(replicas)
-        if args.temporary_out and replicas.is_main:  # --dry-run: nothing is kept
-            shutil.rmtree(args.out, ignore_errors=True)
-            print(f"dry run: {args.out} removed, nothing kept")
+        if replicas.is_main:
+            remove_throwaway(args)

@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,14 @@ def test_resume_continues_exactly(fw, tiny_data, tmp_path):
         for key in ("loss", "train_acc", "test_acc"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), key
 
+
+def test_a_dry_run_keeps_nothing_even_when_it_fails(fw, backend, tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts the throwaway run
+    fw.train.main([*FAST, "--data-dir", str(tiny_data), "--dry-run"])
+    assert BOOK_LINE.search(capsys.readouterr().out)
+    with pytest.raises(UserError, match="does not exist"):
+        fw.train.main([*FAST, "--data-dir", str(tmp_path / "nowhere"), "--dry-run"])
+    assert not list(tmp_path.glob("alexnet-*")), list(tmp_path.iterdir())
 
 @pytest.mark.slow
 def test_learns_what_a_random_model_cannot(fw, tmp_path, capsys):
