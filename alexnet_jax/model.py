@@ -1,12 +1,13 @@
 """The book's AlexNet in JAX with Flax NNX (d2l.ai, chapter 8.1), channels-last (NHWC)."""
 
 import json
-from functools import partial
+from functools import reduce
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax import lax
 
 from common.cli import model_parser
 from common.errors import run_cli
@@ -17,8 +18,6 @@ from common.weights import dense_in_chw_to_hwc, dense_in_hwc_to_chw
 
 BACKEND = "jax"
 
-max_pool = partial(nnx.max_pool, window_shape=(3, 3), strides=(2, 2), padding="VALID")  # the book's 3/2 pooling
-
 
 def _flatten(X: jax.Array) -> jax.Array:
     """(B, H, W, C) to (B, H*W*C): the channels-last flatten."""
@@ -26,6 +25,48 @@ def _flatten(X: jax.Array) -> jax.Array:
 
 
 # ---- The network ----
+
+# Max-pooling: what nnx.max_pool computes, with its gradient written as work XLA fuses. nnx.max_pool's
+# gradient is XLA's select-and-scatter, which XLA's CPU runs as loops: about 4x the time (docs/results.md).
+
+_WINDOW = [(i, j) for i in range(3) for j in range(3)]  # the book's 3x3 window, row by row; stride 2
+
+
+def _windows(X: jax.Array, oh: int, ow: int) -> list[jax.Array]:
+    """The (B, oh, ow, C) views of X at each window position: every window's pixel (i, j) at once."""
+    return [X[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2] for i, j in _WINDOW]
+
+
+@jax.custom_vjp
+def _max_pool(X: jax.Array) -> jax.Array:
+    """The book's max-pooling, 3x3 windows at stride 2, unpadded: the largest of each window's nine pixels."""
+    oh, ow = (X.shape[1] - 3) // 2 + 1, (X.shape[2] - 3) // 2 + 1
+    return reduce(jnp.maximum, _windows(X, oh, ow))  # (B, oh, ow, C)
+
+
+def _max_pool_fwd(X: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    """The pooling, keeping its input and output for the gradient."""
+    Y = _max_pool(X)
+    return Y, (X, Y)
+
+
+def _max_pool_bwd(saved: tuple[jax.Array, jax.Array], dY: jax.Array) -> tuple[jax.Array]:
+    """Each window's gradient goes to its first largest pixel, as select-and-scatter's; overlaps add up."""
+    X, Y = saved
+    (H, W), (oh, ow) = X.shape[1:3], Y.shape[1:3]
+    zero = jnp.zeros((), dY.dtype)
+    dX, taken = jnp.zeros_like(X), jnp.zeros(Y.shape, bool)
+    for (i, j), pixels in zip(_WINDOW, _windows(X, oh, ow), strict=True):
+        first = (pixels == Y) & ~taken  # (B, oh, ow, C): pixel (i, j) is the window's first maximum
+        taken = taken | first
+        # back to the pixels' places: offset (i, j), stride 2 (one zero between neighbours)
+        dX = dX + lax.pad(jnp.where(first, dY, zero), zero,
+                          [(0, 0, 0), (i, H - i - 2 * oh + 1, 1), (j, W - j - 2 * ow + 1, 1), (0, 0, 0)])
+    return (dX,)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
 
 
 def alexnet(resize: int = BOOK.resize, seed: int = 0) -> nnx.Sequential:
@@ -35,15 +76,15 @@ def alexnet(resize: int = BOOK.resize, seed: int = 0) -> nnx.Sequential:
     net = nnx.Sequential(
         # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend.
         nnx.Conv(IN_CHANNELS, 96, kernel_size=(11, 11), strides=4, padding=0, rngs=rngs), nnx.relu,  # (B, 54, 54, 96)
-        max_pool,  # (B, 26, 26, 96)
+        _max_pool,  # (B, 26, 26, 96)
         # A smaller window, padding 2 keeps the side, more output channels.
         nnx.Conv(96, 256, kernel_size=(5, 5), padding=2, rngs=rngs), nnx.relu,  # (B, 26, 26, 256)
-        max_pool,  # (B, 12, 12, 256)
+        _max_pool,  # (B, 12, 12, 256)
         # Three successive 3x3 convolutions; only the last is followed by pooling.
         nnx.Conv(256, 384, kernel_size=(3, 3), padding=1, rngs=rngs), nnx.relu,  # (B, 12, 12, 384)
         nnx.Conv(384, 384, kernel_size=(3, 3), padding=1, rngs=rngs), nnx.relu,  # (B, 12, 12, 384)
         nnx.Conv(384, 256, kernel_size=(3, 3), padding=1, rngs=rngs), nnx.relu,  # (B, 12, 12, 256)
-        max_pool,  # (B, 5, 5, 256)
+        _max_pool,  # (B, 5, 5, 256)
         _flatten,  # (B, 6400), in H, W, C order
         # Dense layers many times larger than LeNet's, with dropout against overfitting.
         nnx.Linear(flat_features(resize), 4096, rngs=rngs), nnx.relu,  # (B, 4096)
@@ -77,7 +118,7 @@ KINDS = {nnx.Conv: "conv", nnx.Linear: "dense", nnx.Dropout: "dropout"}
 
 def _kind(layer: object) -> str | None:
     """The canonical kind of a layer, or None for ReLU (a plain function in NNX, as in the book's Linen)."""
-    if layer is max_pool:
+    if layer is _max_pool:
         return "pool"
     if layer is _flatten:
         return "flatten"

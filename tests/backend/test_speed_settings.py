@@ -62,3 +62,20 @@ def test_jax_fast_path_computes_bf16_on_a_gpu_only(backend, fw):
     assert {layer.dtype for layer in cpu.layers if hasattr(layer, "dtype")} == {None}  # float32 as built
     gpu = fw.step.fast_path(fw.model.alexnet(67), SimpleNamespace(platform="gpu"))  # only its platform is read
     assert {layer.dtype for layer in gpu.layers if hasattr(layer, "dtype")} == {jnp.bfloat16}
+
+
+@pytest.mark.parametrize("side", [54, 26, 12, 15, 7, 3])  # the pooled sides at 224 and at the smallest input
+def test_jax_max_pool_is_flaxs_with_the_same_gradient(backend, fw, side):
+    if backend != "jax":
+        pytest.skip("JAX's max-pooling gradient is written out for XLA's CPU")
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    rng = np.random.default_rng(side)
+    X = rng.integers(-2, 3, (2, side, side, 3)).astype(np.float32)  # few values: many tied maxima
+    flax_pool = lambda X: nnx.max_pool(X, window_shape=(3, 3), strides=(2, 2), padding="VALID")  # noqa: E731
+    np.testing.assert_array_equal(fw.model._max_pool(X), flax_pool(X))
+    dY = rng.integers(1, 5, flax_pool(X).shape).astype(np.float32)  # integers: sums exact in any order
+    grads = [jax.grad(lambda X, pool=pool: (pool(X) * dY).sum())(X) for pool in (fw.model._max_pool, flax_pool)]
+    np.testing.assert_array_equal(*grads)  # each window's first maximum takes its gradient, ties included
