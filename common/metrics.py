@@ -59,21 +59,21 @@ def run_left(bar: tqdm, num_train: int, num_test: int, epoch: int, num_epochs: i
     return f"run: {tqdm.format_interval(this_epoch + estimate(rate, num_train, num_test, num_epochs - epoch))} left"
 
 
-def long_run(hparams: HParams, num_train: int, num_epochs: int, cpu_flops: float = 2e11) -> bool:
+def long_run(hparams: HParams, num_train: int, num_epochs: float, cpu_flops: float = 2e11) -> bool:
     """Whether a run would take more than ten minutes even on a fast CPU (worth a timed probe)."""
     return num_epochs * num_train * 3 * forward_flops(hparams.resize) / cpu_flops > 600
 
 
-def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: int) -> float:
+def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: float) -> float:
     """Seconds a run will take at the measured rate (evaluation costs about a third of training)."""
     return num_epochs * (num_train + num_test / 3) / images_per_sec
 
 
-def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs: int) -> str:
-    """Say how long a run will take and, for a long one, how to make it shorter."""
+def estimate_line(seconds: float, images_per_sec: float, device: str, num_epochs: float) -> str:
+    """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it."""
     human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
-    line = (f"measured {images_per_sec:.1f} training images/s on {device}, so {num_epochs} epoch(s) will take "
-            f"about {human}")
+    epochs = f"{num_epochs:.0f} epoch(s)" if num_epochs == int(num_epochs) else f"the {num_epochs:.1f} epochs left"
+    line = f"measured {images_per_sec:.1f} training images/s on {device}, so {epochs} will take about {human}"
     if seconds < 3600:
         return f"note: {line}"
     return (f"warning: {line}; Ctrl-C stops it keeping the work done (--resume goes on). Shorter: --quick "

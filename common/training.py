@@ -25,7 +25,7 @@ from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
 from common.metrics import estimate, estimate_line, long_run
 from common.predict import evaluate_net, write_evaluation
-from common.replicas import Replicas, Step, shared_run
+from common.replicas import Follower, Replicas, Step, shared_run
 from common.run import Run
 from common.spec import num_params
 from common.weights import load_weights, read_metadata, recorded_resize, save_weights
@@ -52,13 +52,19 @@ class Hooks:
     close: Callable[[Replicas], None] = lambda replicas: None  # leave the engine (a process group)
 
 
-def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNIST, epochs_left: int) -> None:
+def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNIST, epochs_left: float) -> None:
     """On a CPU, time one minibatch and say how long a long run will take."""
     num_train, num_test = len(data.train_labels), len(data.test_labels)
     if replicas.on_cpu and long_run(hp, num_train, epochs_left):
         speed = hooks.probe_speed(hp, replicas)  # on every process: with several, the step is a collective
         if replicas.is_main:
             print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
+
+
+def epochs_left(hp: HParams, run: Run | Follower) -> float:
+    """The epochs a run has still to train: a resumed one may have stopped inside an epoch."""
+    done = run.partial["batch"] / run.partial["batches"] if run.partial else 0.0
+    return hp.num_epochs - run.start_epoch - done
 
 
 def resume_command(backend: str, replicas: Replicas) -> str:
@@ -126,7 +132,7 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
             hooks.load_checkpoint(run.checkpoint, net, trainer)
             print(f"resuming from the checkpoint of {run.kept()}")
-        say_estimate(hooks, hp, replicas, data, hp.num_epochs - run.start_epoch)
+        say_estimate(hooks, hp, replicas, data, epochs_left(hp, run))
         train_iter, test_iter = hooks.load_data(data, hp, replicas)
         step = hooks.make_step(net, trainer, replicas)
         try:

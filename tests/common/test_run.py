@@ -196,6 +196,8 @@ def test_a_long_run_is_announced_with_how_to_shorten_it():
     assert long.startswith("warning:") and "2.0 hours" in long and "--quick" in long and "Ctrl-C" in long
     assert estimate_line(600, 25.0, "this CPU", 1) == \
         "note: measured 25.0 training images/s on this CPU, so 1 epoch(s) will take about 10 minutes"
+    resumed = estimate_line(3 * 3600, 25.0, "this CPU", 10 - 51 / 469)  # stopped at minibatch 51 of epoch 1
+    assert "so the 9.9 epochs left will take about 3.0 hours" in resumed
 
 
 def test_a_stop_request_waits_for_the_minibatch_and_a_second_one_stops_at_once():
