@@ -64,6 +64,7 @@ def test_a_dry_run_keeps_nothing_even_when_it_fails(fw, backend, tiny_data, tmp_
         fw.train.main([*FAST, "--data-dir", str(tmp_path / "nowhere"), "--dry-run"])
     assert not list(tmp_path.glob("alexnet-*")), list(tmp_path.iterdir())
 
+
 @pytest.mark.slow
 def test_learns_what_a_random_model_cannot(fw, tmp_path, capsys):
     data = write_dataset(tmp_path / "data", n_train=2000, n_test=300)
