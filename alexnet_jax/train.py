@@ -1,6 +1,5 @@
 """Train the book's AlexNet on Fashion-MNIST with JAX (Flax NNX + Optax): `python -m alexnet_jax.train --help`."""
 
-import time
 from pathlib import Path
 
 import flax
@@ -21,7 +20,7 @@ from common.epoch import Epoch, Loop
 from common.errors import UserError, run_cli
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
-from common.metrics import versions
+from common.metrics import fastest, versions
 from common.replicas import Replicas, Step
 
 BACKEND = "jax"
@@ -120,16 +119,17 @@ def load_checkpoint(path: Path, net: nnx.Sequential, trainer: nnx.Optimizer) -> 
 
 
 def probe_speed(hp: HParams, replicas: Replicas) -> float:
-    """Training images/s of the run's own step (--fast included), timed on a fresh network and one minibatch."""
+    """Training images/s of the run's own step (--fast included): the faster of two minibatches, on a fresh network."""
     net, trainer = build(hp, replicas)
     step = make_step(net, trainer, replicas)
     with jax.default_device(replicas.device):
         X = jax.random.uniform(jax.random.key(0), (hp.batch_size, hp.resize, hp.resize, 1))
         y = jnp.zeros(hp.batch_size, jnp.int32)
-        step(X, y, hp.batch_size)[0].block_until_ready()  # warm-up (and compiling)
-        start = time.perf_counter()
-        step(X, y, hp.batch_size)[0].block_until_ready()  # waits for the device
-    return hp.batch_size / (time.perf_counter() - start)
+
+        def one_step() -> None:
+            step(X, y, hp.batch_size)[0].block_until_ready()  # waits for the device
+
+        return hp.batch_size / fastest(one_step, repeats=2)  # after a warm-up step (and compiling)
 
 
 # ---- Main ----

@@ -104,16 +104,24 @@ def ceiling_dtype(fast: bool) -> str:
     return "bfloat16" if fast else "float32"
 
 
-def gemm_ceiling(product: Callable[[], object], side: int, dtype: str, repeats: int = 5,
-                 clock: Callable[[], float] = time.perf_counter) -> dict:
-    """The FLOP/s of the fastest of `repeats` calls of `product`: one side x side matrix product, waited for."""
-    product()  # warm-up: allocation, kernel choice, compiling
+def fastest(call: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds of the fastest of `repeats` calls of `call` (which waits for its device), after a warm-up call.
+
+    The fastest, not the mean: a call slowed once (a page fault, another process) says nothing of the rest.
+    """
+    call()  # warm-up: allocation, kernel choice, compiling
     seconds = []
     for _ in range(repeats):
         start = clock()
-        product()
+        call()
         seconds.append(clock() - start)
-    return {"dtype": dtype, "side": side, "flops_per_sec": 2 * side**3 / min(seconds)}
+    return min(seconds)
+
+
+def gemm_ceiling(product: Callable[[], object], side: int, dtype: str, repeats: int = 5,
+                 clock: Callable[[], float] = time.perf_counter) -> dict:
+    """The FLOP/s of the fastest of `repeats` calls of `product`: one side x side matrix product, waited for."""
+    return {"dtype": dtype, "side": side, "flops_per_sec": 2 * side**3 / fastest(product, repeats, clock)}
 
 
 def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int, fast: bool,

@@ -5,6 +5,7 @@ import pytest
 
 from common.batches import epoch_order
 from common.fashion_mnist import load
+from common.hparams import HParams
 from common.spec import MIN_RESIZE
 from tests.reference import as_numpy, bilinear_resize, cross_entropy
 from tests.synthetic import make_split
@@ -61,3 +62,19 @@ def test_each_gradient_is_the_slope_of_the_loss(fw):
         actual = loss0 - cross_entropy(fw.model.predict(probe, X), y)
         predicted = float(np.sum((after[name].astype(np.float64) - before[name]) ** 2)) / lr
         assert actual == pytest.approx(predicted, rel=0.1), name
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_time_estimate_times_the_runs_own_step(fw, monkeypatch, fast):
+    timed = []
+
+    def fastest(call, repeats):  # common.metrics.fastest's contract, with a fixed time
+        for _ in range(repeats + 1):  # the warm-up and the timed calls: each a whole training step
+            call()
+        timed.append(repeats)
+        return 0.5
+
+    monkeypatch.setattr(fw.train, "fastest", fastest)
+    hp = HParams(batch_size=16, resize=MIN_RESIZE, fast=fast)
+    assert fw.train.HOOKS.probe_speed(hp, fw.train.HOOKS.replicas(1, "cpu")) == 16 / 0.5
+    assert timed == [2]  # the faster of two steps: one slow step does not stretch a run's estimate
