@@ -68,7 +68,6 @@ def _max_pool_bwd(saved: tuple[jax.Array, jax.Array], dY: jax.Array) -> tuple[ja
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-
 def alexnet(resize: int = BOOK.resize, seed: int = 0) -> nnx.Sequential:
     """AlexNet for `resize` x `resize` grey images, with Xavier weights and zero biases, drawn from `seed`."""
     check_resize(resize)
