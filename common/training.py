@@ -58,7 +58,8 @@ def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNI
     if replicas.on_cpu and long_run(hp, num_train, epochs_left):
         speed = hooks.probe_speed(hp, replicas)  # on every process: with several, the step is a collective
         if replicas.is_main:
-            print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left))
+            print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left,
+                                hp.num_epochs))
 
 
 def epochs_left(hp: HParams, run: Run | Follower) -> float:

@@ -192,12 +192,15 @@ def test_files_get_the_users_normal_permissions(tmp_path):
 
 
 def test_a_long_run_is_announced_with_how_to_shorten_it():
-    long = estimate_line(2 * 3600, 25.0, "this CPU", 10)
+    long = estimate_line(2 * 3600, 25.0, "this CPU", 10, 10)
     assert long.startswith("warning:") and "2.0 hours" in long and "--quick" in long and "Ctrl-C" in long
-    assert estimate_line(600, 25.0, "this CPU", 1) == \
-        "note: measured 25.0 training images/s on this CPU, so 1 epoch(s) will take about 10 minutes"
-    resumed = estimate_line(3 * 3600, 25.0, "this CPU", 10 - 51 / 469)  # stopped at minibatch 51 of epoch 1
+    assert "so 10 epochs will take" in long
+    assert estimate_line(600, 25.0, "this CPU", 1, 1) == \
+        "note: measured 25.0 training images/s on this CPU, so 1 epoch will take about 10 minutes"
+    resumed = estimate_line(3 * 3600, 25.0, "this CPU", 10 - 51 / 469, 10)  # stopped at minibatch 51 of epoch 1
     assert "so the 9.9 epochs left will take about 3.0 hours" in resumed
+    assert "so the 6 epochs left will take" in estimate_line(3 * 3600, 25.0, "this CPU", 6, 10)  # after epoch 4
+    assert "so the 1 epoch left will take" in estimate_line(600, 25.0, "this CPU", 1, 10)
 
 
 def test_a_stop_request_waits_for_the_minibatch_and_a_second_one_stops_at_once():
