@@ -22,17 +22,20 @@ def alexnet(resize: int = BOOK.resize) -> nn.Sequential:
     check_resize(resize)
     net = nn.Sequential(
         # A large 11x11 window with stride 4 to capture objects; conv1 unpadded in every backend.
+        # Where a max-pool follows, its ReLU comes after it: the two commute (the largest of nine ReLUs is
+        # the ReLU of the largest), so this is the book's math, gradients included, with ReLU on 4 to 6
+        # times fewer values: 1.13x the training speed in bf16 on a 2-core CPU (docs/results.md).
         # ReLU in place: one pass over memory less per activation.
-        nn.Conv2d(IN_CHANNELS, 96, kernel_size=11, stride=4, padding=0), nn.ReLU(inplace=True),  # (B, 96, 54, 54)
-        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 96, 26, 26)
+        nn.Conv2d(IN_CHANNELS, 96, kernel_size=11, stride=4, padding=0),  # (B, 96, 54, 54)
+        nn.MaxPool2d(kernel_size=3, stride=2), nn.ReLU(inplace=True),  # (B, 96, 26, 26)
         # A smaller window, padding 2 keeps the side, more output channels.
-        nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(inplace=True),  # (B, 256, 26, 26)
-        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 12, 12)
+        nn.Conv2d(96, 256, kernel_size=5, padding=2),  # (B, 256, 26, 26)
+        nn.MaxPool2d(kernel_size=3, stride=2), nn.ReLU(inplace=True),  # (B, 256, 12, 12)
         # Three successive 3x3 convolutions; only the last is followed by pooling.
         nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 384, 12, 12)
         nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 384, 12, 12)
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),  # (B, 256, 12, 12)
-        nn.MaxPool2d(kernel_size=3, stride=2),  # (B, 256, 5, 5)
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),  # (B, 256, 12, 12)
+        nn.MaxPool2d(kernel_size=3, stride=2), nn.ReLU(inplace=True),  # (B, 256, 5, 5)
         nn.Flatten(),  # (B, 6400)
         # Dense layers many times larger than LeNet's, with dropout against overfitting.
         nn.Linear(flat_features(resize), 4096), nn.ReLU(inplace=True),  # (B, 4096)

@@ -30,10 +30,10 @@ def feature_maps(net: nn.Sequential, X: np.ndarray) -> list[np.ndarray]:
     net.eval()
     maps, X = [], torch.from_numpy(X).to(next(net.parameters()).device)
     with torch.no_grad():
-        for previous, layer in zip([None, *net], net):
+        for layer in net:
             X = layer(X)
-            if isinstance(previous, nn.Conv2d):  # the ReLU after a convolution
-                maps.append(X[0].cpu().numpy())  # (96, 54, 54), then (256, 26, 26)
+            if isinstance(layer, nn.Conv2d):  # its ReLU here: in the network it comes after the pooling
+                maps.append(torch.relu(X[0]).cpu().numpy())  # (96, 54, 54), then (256, 26, 26)
             if len(maps) == 2:
                 break
     return maps

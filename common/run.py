@@ -212,7 +212,8 @@ class Run:
         """What the last checkpoint holds, in words."""
         if self.partial:
             p = self.partial
-            before = f", after {len(self.history)} whole epoch(s)" if self.history else ""
+            done = len(self.history)
+            before = f", after {done} whole epoch{'' if done == 1 else 's'}" if done else ""
             return f"epoch {p['epoch']} up to minibatch {p['batch']} of {p['batches']}{before}"
         return f"epoch {self.start_epoch}"
 

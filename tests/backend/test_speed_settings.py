@@ -51,6 +51,34 @@ def test_torch_convolutions_are_stored_channels_last(backend, fw):
     assert fw.model.get_weights(fw.model.alexnet(67))["conv2.weight"].flags["C_CONTIGUOUS"]  # neutral: NCHW order
 
 
+
+@pytest.mark.parametrize("fast", [False, True], ids=["book", "fast"])
+def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast):
+    if backend != "torch":
+        pytest.skip("PyTorch's ReLU comes after each max-pool, where its bf16 kernels cost the most")
+    import copy
+
+    import torch
+
+    net = fw.model.alexnet(67)
+    layers = list(copy.deepcopy(net))  # the same weights in the book's order: Conv2d, ReLU, MaxPool2d
+    for i in range(len(layers) - 2):
+        if isinstance(layers[i], torch.nn.Conv2d) and isinstance(layers[i + 1], torch.nn.MaxPool2d):
+            layers[i + 1], layers[i + 2] = layers[i + 2], layers[i + 1]
+    book = torch.nn.Sequential(*layers)
+    assert [type(m) for m in net] != [type(m) for m in book]
+    X = torch.randn(8, 1, 67, 67).contiguous(memory_format=torch.channels_last)
+    outs, grads = [], []
+    for model in (net, book):
+        model.eval()  # dropout off: both see the same math
+        model = fw.step.fast_path(model, torch.device("cpu")) if fast else model
+        out = model(X)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append([p.grad for p in model.parameters()])
+    assert torch.equal(*outs) and outs[0].abs().max() > 0  # exactly: max and ReLU commute, ties included
+    assert all(torch.equal(a, b) for a, b in zip(*grads)) and len(grads[0]) == 16
+
 def test_jax_fast_path_computes_bf16_on_a_gpu_only(backend, fw):
     if backend != "jax":
         pytest.skip("JAX's --fast is device-dependent: XLA's CPU bf16 is slower than its float32")

@@ -116,6 +116,11 @@ def test_interrupt_message_says_how_to_continue(tmp_path):
     run.end_epoch(record(1), write("one"))
     assert "epoch 1 is kept" in str(run.interrupted())
     assert f"python -m alexnet_torch.train --out {tmp_path} --resume" in str(run.interrupted())
+    run.save_partial({"epoch": 2, "batch": 27, "batches": 469}, write("part"))
+    assert "epoch 2 up to minibatch 27 of 469, after 1 whole epoch is kept" in str(run.interrupted())
+    run.end_epoch(record(2), write("two"))
+    run.save_partial({"epoch": 3, "batch": 5, "batches": 469}, write("part"))
+    assert "after 2 whole epochs is kept" in str(run.interrupted())
 
 
 def test_book_line_and_throughput():
