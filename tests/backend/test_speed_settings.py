@@ -51,11 +51,10 @@ def test_torch_convolutions_are_stored_channels_last(backend, fw):
     assert fw.model.get_weights(fw.model.alexnet(67))["conv2.weight"].flags["C_CONTIGUOUS"]  # neutral: NCHW order
 
 
-
 @pytest.mark.parametrize("fast", [False, True], ids=["book", "fast"])
 def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast):
     if backend != "torch":
-        pytest.skip("PyTorch's ReLU comes after each max-pool, where its bf16 kernels cost the most")
+        pytest.skip("PyTorch's layer order: its ReLU comes after each max-pool")
     import copy
 
     import torch
@@ -78,6 +77,7 @@ def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast):
         grads.append([p.grad for p in model.parameters()])
     assert torch.equal(*outs) and outs[0].abs().max() > 0  # exactly: max and ReLU commute, ties included
     assert all(torch.equal(a, b) for a, b in zip(*grads)) and len(grads[0]) == 16
+
 
 def test_jax_fast_path_computes_bf16_on_a_gpu_only(backend, fw):
     if backend != "jax":
