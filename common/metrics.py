@@ -69,10 +69,15 @@ def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: f
     return num_epochs * (num_train + num_test / 3) / images_per_sec
 
 
+def counted(n: float, noun: str) -> str:
+    """A count and its noun in words: '1 epoch', '6 epochs', '9.6 epochs' (one decimal where not whole)."""
+    return f"{n:.{0 if n == int(n) else 1}f} {noun}{'' if n == 1 else 's'}"
+
+
 def estimate_line(seconds: float, images_per_sec: float, device: str, left: float, num_epochs: int) -> str:
     """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it."""
     human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
-    epochs = f"{left:.{0 if left == int(left) else 1}f} epoch{'' if left == 1 else 's'}"
+    epochs = counted(left, "epoch")
     epochs = epochs if left == num_epochs else f"the {epochs} left"
     line = f"measured {images_per_sec:.1f} training images/s on {device}, so {epochs} will take about {human}"
     if seconds < 3600:

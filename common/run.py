@@ -25,7 +25,7 @@ from pathlib import Path
 from common.atomic import atomic_path, atomic_write_text
 from common.errors import UserError
 from common.hparams import HParams
-from common.metrics import book_line, epoch_line, examples_per_sec, plot_curves, write_metrics
+from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
 
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json", "confusion.png",
              "predictions.png")
@@ -212,8 +212,7 @@ class Run:
         """What the last checkpoint holds, in words."""
         if self.partial:
             p = self.partial
-            done = len(self.history)
-            before = f", after {done} whole epoch{'' if done == 1 else 's'}" if done else ""
+            before = f", after {counted(len(self.history), 'whole epoch')}" if self.history else ""
             return f"epoch {p['epoch']} up to minibatch {p['batch']} of {p['batches']}{before}"
         return f"epoch {self.start_epoch}"
 
