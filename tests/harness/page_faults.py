@@ -1,0 +1,36 @@
+"""Page faults of a large block allocated, written and freed four times, in a fresh process."""
+
+import os
+import subprocess
+import sys
+
+# Four rounds of: allocate 64 MiB, write every page, free it; prints each round's page faults and the pages.
+ROUNDS = """
+import ctypes, resource{imports}
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+n, faults, rounds = 64 << 20, lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
+for _ in range(4):
+    before = faults(); p = libc.malloc(n); ctypes.memset(p, 1, n); libc.free(p); rounds.append(faults() - before)
+print(rounds, n // resource.getpagesize())
+"""
+
+
+def page_faults(imports: str = "", **env: str) -> tuple[list[int], int]:
+    """Each round's page faults and the block's pages, after `imports` (with `env`, GLIBC_TUNABLES unset)."""
+    clean = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    proc = subprocess.run([sys.executable, "-c", ROUNDS.format(imports=imports)], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rounds, pages = proc.stdout.strip().split("\n")[-1].split("] ")
+    return [int(x) for x in rounds.strip("[").split(",")], int(pages)
+
+
+def kept(rounds: list[int], pages: int) -> bool:
+    """Whether the freed block was kept: faulted in once, then reused."""
+    return rounds[0] > 0.9 * pages and max(rounds[1:]) < 0.01 * pages
+
+
+def unmapped(rounds: list[int], pages: int) -> bool:
+    """Whether the freed block was given back each time: every round faults it in again."""
+    return min(rounds) > 0.9 * pages
