@@ -6,6 +6,6 @@ from common.backends import require
 require("torch")  # one clear line, not a traceback, where the framework is missing or too old
 
 # PyTorch's CPU tensors come from malloc, which unmaps each large one when it is freed: the next step faults
-# its pages in again. Kept instead: 1.27x training in bf16 and 1.09x in float32 on a 2-core CPU, where the
-# other three frameworks gained nothing (docs/results.md).
+# its pages in again. Kept instead: 1.27x training in bf16 and 1.09x in float32 on a 2-core CPU; the other
+# frameworks gained too little for the memory it costs them (docs/results.md).
 keep_freed_memory()

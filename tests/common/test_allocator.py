@@ -12,9 +12,10 @@ KEEP = "\nfrom common.allocator import keep_freed_memory; print(keep_freed_memor
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
-def test_freed_blocks_are_kept_and_reused():
-    assert unmapped(*page_faults())  # by default glibc unmaps a large block when it is freed
-    assert kept(*page_faults(KEEP))
+@pytest.mark.parametrize("in_thread", [False, True], ids=["main thread", "another thread"])
+def test_freed_blocks_are_kept_and_reused(in_thread):
+    assert unmapped(*page_faults(in_thread=in_thread))  # by default glibc unmaps a large block when it is freed
+    assert kept(*page_faults(KEEP, in_thread=in_thread))
 
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")

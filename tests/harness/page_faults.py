@@ -4,22 +4,27 @@ import os
 import subprocess
 import sys
 
-# Four rounds of: allocate 64 MiB, write every page, free it; prints each round's page faults and the pages.
+# Four rounds of: allocate 64 MiB, write every page, free it, in the main thread or another (as a framework's
+# threads do); prints each round's page faults and the block's pages.
 ROUNDS = """
-import ctypes, resource{imports}
+import ctypes, resource, threading{imports}
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
 n, faults, rounds = 64 << 20, lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
-for _ in range(4):
-    before = faults(); p = libc.malloc(n); ctypes.memset(p, 1, n); libc.free(p); rounds.append(faults() - before)
+def run():
+    for _ in range(4):
+        before = faults(); p = libc.malloc(n); ctypes.memset(p, 1, n); libc.free(p); rounds.append(faults() - before)
+{call}
 print(rounds, n // resource.getpagesize())
 """
 
 
-def page_faults(imports: str = "", **env: str) -> tuple[list[int], int]:
+def page_faults(imports: str = "", in_thread: bool = False, **env: str) -> tuple[list[int], int]:
     """Each round's page faults and the block's pages, after `imports` (with `env`, GLIBC_TUNABLES unset)."""
     clean = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    proc = subprocess.run([sys.executable, "-c", ROUNDS.format(imports=imports)], env={**clean, **env},
+    call = "thread = threading.Thread(target=run); thread.start(); thread.join()" if in_thread else "run()"
+    code = ROUNDS.format(imports=imports, call=call)
+    proc = subprocess.run([sys.executable, "-c", code], env={**clean, **env},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     rounds, pages = proc.stdout.strip().split("\n")[-1].split("] ")
