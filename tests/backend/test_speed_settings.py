@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.harness.page_faults import kept, page_faults, unmapped
+from tests.harness.page_faults import USERS_OWN, kept, page_faults, unmapped
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"  # XLA's own convolutions (alexnet_jax)
 
@@ -37,8 +37,7 @@ def test_torch_keeps_freed_memory(backend, in_thread):
         assert unmapped(*after_import)  # too little gain for the memory it costs there (docs/results.md)
         return
     assert kept(*after_import)
-    mine = "glibc.malloc.trim_threshold=131072"
-    assert unmapped(*page_faults(f"\nimport alexnet_{backend}", in_thread, GLIBC_TUNABLES=mine))
+    assert unmapped(*page_faults(f"\nimport alexnet_{backend}", in_thread, GLIBC_TUNABLES=USERS_OWN))
 
 
 def test_jax_convolutions_are_xlas_own(backend):

@@ -5,7 +5,7 @@ import platform
 import pytest
 
 from common import allocator
-from tests.harness.page_faults import kept, page_faults, unmapped
+from tests.harness.page_faults import USERS_OWN, kept, page_faults, unmapped
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 KEEP = "\nfrom common.allocator import keep_freed_memory; print(keep_freed_memory())"
@@ -20,7 +20,7 @@ def test_freed_blocks_are_kept_and_reused(in_thread):
 
 @pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_a_users_glibc_tunables_win():
-    assert unmapped(*page_faults(KEEP, GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072"))
+    assert unmapped(*page_faults(KEEP, GLIBC_TUNABLES=USERS_OWN))
 
 
 def test_other_c_libraries_are_left_alone(monkeypatch):
