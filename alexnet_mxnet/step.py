@@ -53,11 +53,12 @@ def peak_memory(device: mx.Context) -> dict:
 
 
 def fast_path(net: nn.HybridSequential, device: mx.Context, compile: bool | None = None) -> nn.HybridSequential:
-    """--fast: the same network hybridized with static memory and shapes (one cached graph per batch shape).
+    """--fast: the network as it is, hybridized with static memory and shapes as in every mode (model.py).
 
-    MXNet 1.9.1's bf16 AMP does not train through the NumPy interface (its first loss came out at 295),
-    so this is the whole of MXNet's fast path, on every device (`compile=False`: the usual hybridize);
-    on the 2-core CI CPU it measured no faster (docs/results.md).
+    MXNet 1.9.1's bf16 AMP does not train through the NumPy interface (its first loss came out at 295), and
+    its oneDNN bf16 kernels are slower than its float32 ones here (docs/results.md), so MXNet's fast path is
+    its faithful float32 network, on every device. `compile=False` gives the plain hybridize, the reference
+    that the static one is tested against.
     """
     static = compile is not False
     net.hybridize(static_alloc=static, static_shape=static)  # in place: reuse buffers, skip shape inference

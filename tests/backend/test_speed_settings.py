@@ -93,6 +93,13 @@ def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast):
     assert all(torch.equal(a, b) for a, b in zip(*grads)) and len(grads[0]) == 16
 
 
+def test_mxnet_graph_keeps_its_memory(backend, fw):
+    if backend != "mxnet":
+        pytest.skip("MXNet's hybridize options")
+    flags = dict(fw.model.alexnet(67)._flags)  # what hybridize() was given (Gluon keeps them there)
+    assert flags["static_alloc"] and flags["static_shape"]  # test_fast.py: the same step as a plain hybridize
+
+
 def test_jax_fast_path_computes_bf16_on_a_gpu_only(backend, fw):
     if backend != "jax":
         pytest.skip("JAX's --fast is device-dependent: XLA's CPU bf16 is slower than its float32")
