@@ -33,7 +33,7 @@ def build(hp: HParams, replicas: Replicas) -> tuple[nn.HybridSequential, gluon.T
     mx.random.seed(hp.seed)
     net = alexnet(hp.resize, replicas.device)
     if hp.fast:
-        net = fast_path(net, replicas.device)  # the same float32 network (MXNet 1.9.1 trains no faster bf16)
+        net = fast_path(net, replicas.device)  # the same float32 network: MXNet 1.9.1 has no faster bf16 path
     replicate(net, replicas)  # --devices N: a copy of every weight on each context
     # kvstore 'device' sums the replicas' gradients (on the GPUs, when there are GPUs); one context needs none.
     # Several worker processes: the dist_sync store (parallel.replicas made it) sums the workers' gradients too.
