@@ -60,8 +60,8 @@ def fast_path(net: nn.HybridSequential, device: mx.Context, compile: bool | None
     its faithful float32 network, on every device. `compile=False` gives the plain hybridize, the reference
     that the static one is tested against.
     """
-    static = compile is not False
-    net.hybridize(static_alloc=static, static_shape=static)  # in place: reuse buffers, skip shape inference
+    if compile is False:
+        net.hybridize()  # in place: the cached graph without static memory and shapes
     return net
 
 
