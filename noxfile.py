@@ -79,10 +79,14 @@ def side_by_side(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("name", NAMES, ids=NAMES)
 def backend(session: nox.Session, name: str) -> None:
-    """The shared backend tests against one backend, in its own venv (CPU builds)."""
+    """The shared backend tests against one backend, in its own venv (CPU builds), in two pytest workers.
+
+    Most tests start processes and wait on their imports, so two workers took TensorFlow's suite from
+    356 to 228 s on 2 cores (docs/results.md: CI). `nox -s "backend(torch)" -- -n 0` runs them in one.
+    """
     for args in installs(name):
         session.install(*args)
-    session.run("pytest", "tests/backend", "--backend", name, *session.posargs, env=suite_env(name))
+    session.run("pytest", "tests/backend", "--backend", name, "-n", "2", *session.posargs, env=suite_env(name))
 
 
 def suite_env(backend: str) -> dict[str, str]:
