@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 from mxnet import gluon, npx
 from mxnet.gluon import nn
 
@@ -13,7 +12,8 @@ from alexnet_mxnet.model import alexnet
 from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser
 from common.errors import run_cli
-from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, report_bench
+from common.metrics import bench_result, gemm_ceiling, report_bench
+from common.precision import compute_dtype
 from common.synthetic import bench_dataset
 
 npx.set_np()
@@ -49,18 +49,15 @@ def time_evaluation(net: nn.HybridSequential, test_iter: DataIter) -> float:
 
 # ---- Ceiling ----
 
-BFLOAT16 = np.dtype([("bfloat16", np.uint16)])  # MXNet 1.9's name for bf16 (NumPy has none)
-
 
 def matmul_ceiling(dtype: str, side: int, device: mx.Context) -> dict:
     """This machine's matrix-product rate in `dtype` with MXNet: the best of several side x side products.
 
     Gluon's Dense layers run FullyConnected (oneDNN), which is the fast product here: `np.dot` goes
-    through another BLAS at a fraction of its speed. bf16 exists only as oneDNN's, through `amp_cast`.
+    through another BLAS at a fraction of its speed. MXNet's --fast computes in float32 (common/precision.py),
+    so float32 is the one precision measured.
     """
-    a, b = (mx.nd.random.uniform(shape=(side, side), ctx=device) for _ in range(2))
-    if dtype == "bfloat16":
-        a, b = mx.nd.amp_cast(a, dtype=BFLOAT16), mx.nd.amp_cast(b, dtype=BFLOAT16)
+    a, b = (mx.nd.random.uniform(shape=(side, side), ctx=device, dtype=dtype) for _ in range(2))
 
     def product() -> None:
         mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=side).wait_to_read()  # a @ b.T, waited for
@@ -93,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     net = alexnet(args.resize, device)
     if args.fast:
         net = fast_path(net, device)
-    ceiling = matmul_ceiling(ceiling_dtype(args.fast), args.gemm, device)  # in the same run: ratios hold
+    dtype = compute_dtype(BACKEND, args.fast, on_cpu=device.device_type == "cpu")  # what the network computes in
+    ceiling = matmul_ceiling(dtype, args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
     train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)

@@ -7,6 +7,7 @@ import tensorflow as tf
 from alexnet_tf.data import DataIter
 from common.errors import UserError
 from common.metrics import memory_record
+from common.precision import compute_dtype
 
 # ---- Device ----
 
@@ -51,8 +52,11 @@ def fast_path(net: keras.Sequential, device: str, compile: bool | None = None) -
     Keras itself turns XLA off on CPU-only machines; on the 2-core CI CPU bf16 took training from 80
     to 144 images/s and XLA took it down to 52 (docs/results.md), so the CPU is not compiled unless
     `compile` says so. Keras sets the precision per layer as it builds it, so the layers are rebuilt,
-    where PyTorch switches it per region of code (autocast).
+    where PyTorch switches it per region of code (autocast). A CPU without bf16 instructions keeps the
+    float32 network: there bf16 trained 6x slower (common/precision.py).
     """
+    if compute_dtype("tf", fast=True, on_cpu=device.startswith("/CPU")) == "float32":
+        return net  # the book's float32 network, as it is
     fast = keras.models.clone_model(net, clone_function=_mixed)
     fast.set_weights(net.get_weights())
     fast.jit_compile = device.startswith("/GPU") if compile is None else compile  # read by the steps

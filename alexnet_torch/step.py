@@ -7,6 +7,7 @@ from torch import nn
 from alexnet_torch.data import DataIter
 from common.errors import UserError
 from common.metrics import memory_record
+from common.precision import compute_dtype
 
 # ---- Device ----
 
@@ -58,8 +59,11 @@ def fast_path(net: nn.Module, device: torch.device, compile: bool | None = None)
 
     On the 2-core CI CPU bf16 (with channels-last, which the model now always uses) doubled training
     speed, and torch.compile then took it down by 15% (docs/results.md), so the CPU is not compiled
-    unless `compile` says so.
+    unless `compile` says so. A CPU without bf16 instructions keeps the float32 network: there bf16
+    trained 11x slower (common/precision.py).
     """
+    if compute_dtype("torch", fast=True, on_cpu=device.type == "cpu") == "float32":
+        return net  # the book's float32 network, as it is
     fast = Mixed(net)
     if device.type == "cuda" if compile is None else compile:
         fast = torch.compile(fast, dynamic=False)  # one graph per batch shape (the last batch is smaller)

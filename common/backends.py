@@ -21,11 +21,12 @@ class Backend:
     extra: str  # the pyproject.toml extra that installs it
     ci_install: tuple[str, ...]  # what nox installs for it besides the project (CPU builds)
     layout: str  # the network's own activation layout: "NCHW" or "NHWC"
-    bf16: bool  # whether --fast computes in bfloat16 on a CPU (else the fast path keeps float32 there)
+    bf16: bool  # whether --fast computes in bfloat16 on a CPU with bf16 instructions (else it keeps float32 there)
     profile_table: bool  # whether bench --profile prints a table of ops (else only a trace)
     launcher: str  # what starts several processes: its framework's launcher, or common.launch (the variables it reads)
     in_process: bool  # whether one process can drive several replicas (else one process per replica)
     minimum: str = "0"  # the oldest release of its framework the code runs on (pyproject's extra says the same)
+    gpu_bf16: bool = True  # whether --fast computes in bfloat16 on a GPU (common/precision.py decides per device)
 
     @property
     def package(self) -> str:
@@ -39,7 +40,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("tf", "TensorFlow (Keras 3)", ("tensorflow", "keras"), "tf", ("tensorflow-cpu>=2.16",), "NHWC",
             bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="2.16"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
-            bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1"),
+            bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1",
+            gpu_bf16=False),
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.7", "flax>=0.12", "optax>=0.2.5"),
             "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.7"),
 )}

@@ -60,8 +60,12 @@ def run_left(bar: tqdm, num_train: int, num_test: int, epoch: int, num_epochs: i
 
 
 def long_run(hparams: HParams, num_train: int, num_epochs: float, cpu_flops: float = 2e11) -> bool:
-    """Whether a run would take more than ten minutes even on a fast CPU (worth a timed probe)."""
-    return num_epochs * num_train * 3 * forward_flops(hparams.resize) / cpu_flops > 600
+    """Whether a run would take more than a minute even on a fast CPU (worth a timed probe of a few minibatches).
+
+    A minute, not ten: --quick takes minutes on a recent CPU and several times as long on an older one
+    (docs/results.md), and a user should hear which before it starts.
+    """
+    return num_epochs * num_train * 3 * forward_flops(hparams.resize) / cpu_flops > 60
 
 
 def estimate(images_per_sec: float, num_train: int, num_test: int, num_epochs: float) -> float:
@@ -74,8 +78,10 @@ def counted(n: float, noun: str) -> str:
     return f"{n:.{0 if n == int(n) else 1}f} {noun}{'' if n == 1 else 's'}"
 
 
-def estimate_line(seconds: float, images_per_sec: float, device: str, left: float, num_epochs: int) -> str:
-    """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it."""
+def estimate_line(seconds: float, images_per_sec: float, device: str, left: float, num_epochs: int,
+                  fast_helps: bool = True) -> str:
+    """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it
+    (--fast only where it computes in bf16: `fast_helps`)."""
     human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
     epochs = counted(left, "epoch")
     epochs = epochs if left == num_epochs else f"the {epochs} left"
@@ -83,7 +89,7 @@ def estimate_line(seconds: float, images_per_sec: float, device: str, left: floa
     if seconds < 3600:
         return f"note: {line}"
     return (f"warning: {line}; Ctrl-C stops it keeping the work done (--resume goes on). Shorter: --quick "
-            f"(about 5 minutes), --fast, a smaller --resize or --train-limit, or a GPU")
+            f"(about 5 minutes), {'--fast, ' if fast_helps else ''}a smaller --resize or --train-limit, or a GPU")
 
 
 def mode(fast: bool) -> str:
@@ -103,11 +109,6 @@ def memory_record(peak_mb: float | None = None, what: str = "process peak RSS") 
 # ---- The machine's ceiling ----
 
 GEMM_SIDE = 4096  # the ceiling's square matrix product: large enough for every framework to reach its peak
-
-
-def ceiling_dtype(fast: bool) -> str:
-    """The precision a mode's convolutions and matrix products compute in: the book's float32, or bf16."""
-    return "bfloat16" if fast else "float32"
 
 
 def fastest(call: Callable[[], object], repeats: int, clock: Callable[[], float] = time.perf_counter) -> float:
@@ -144,7 +145,8 @@ def bench_result(backend: str, device: str, batch_size: int, resize: int, steps:
 
 def bench_line(result: dict) -> str:
     """The benchmark's printed result."""
-    return (f"{result['backend']} ({result['mode']}) on {result['device']}, batch {result['batch_size']}, "
+    return (f"{result['backend']} ({result['mode']}, {result['ceiling']['dtype']}) on {result['device']}, "
+            f"batch {result['batch_size']}, "
             f"{result['resize']}x{result['resize']}: training {result['train_images_per_sec']:.1f} images/s, "
             f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each), "
             f"peak memory {result['memory']['peak_mb']:.0f} MiB ({result['memory']['what']})\n"

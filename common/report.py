@@ -69,7 +69,7 @@ def bench_table(path: Path) -> str:
     records = [json.loads(line) for line in path.read_text().splitlines()]
     ceilings = _ceilings(records)
     best = {dtype: max(rate for (_, d), rate in ceilings.items() if d == dtype) for _, dtype in ceilings}
-    rows = [f"{'backend':<18}{'mode':<10}{'batch':>6}{'input':>6}{'GFLOP/img':>10}{'train img/s':>12}"
+    rows = [f"{'backend':<18}{'mode':<10}{'computes':<10}{'batch':>6}{'input':>6}{'GFLOP/img':>10}{'train img/s':>12}"
             f"{'GFLOP/s':>9}{'of own':>8}{'of best':>8}{'eval img/s':>11}{'of own':>8}{'peak MiB':>9}"]
     for r in records:
         evaluation = f"{r['eval_images_per_sec']:.1f}" if "eval_images_per_sec" in r else "-"
@@ -80,7 +80,8 @@ def bench_table(path: Path) -> str:
             per_image, reached = f"{r['train_flops_per_image'] / 1e9:.2f}", f"{flops / 1e9:.0f}"
             own, eval_own = f"{r['train_share']:.0%}", f"{r['eval_share']:.0%}"
             of_best = f"{flops / best[r['ceiling']['dtype']]:.0%}"
-        rows.append(f"{r['backend']:<18}{r.get('mode', 'faithful'):<10}{r['batch_size']:>6}{r['resize']:>6}"
+        dtype = r.get("ceiling", {}).get("dtype", "-")  # the precision the network computed in
+        rows.append(f"{r['backend']:<18}{r.get('mode', 'faithful'):<10}{dtype:<10}{r['batch_size']:>6}{r['resize']:>6}"
                     f"{per_image:>10}{r['train_images_per_sec']:>12.1f}{reached:>9}{own:>8}{of_best:>8}"
                     f"{evaluation:>11}{eval_own:>8}{memory:>9}")
     rows.append("ceilings, the best of 5 square matrix products in each framework (GFLOP/s): " + ", ".join(

@@ -24,6 +24,7 @@ from common.epoch import Loop, StopRequests
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
 from common.metrics import estimate, estimate_line, long_run
+from common.precision import compute_dtype, float32_reason
 from common.predict import evaluate_net, write_evaluation
 from common.replicas import Follower, Replicas, Step, shared_run
 from common.run import Run
@@ -58,8 +59,9 @@ def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNI
     if replicas.on_cpu and long_run(hp, num_train, epochs_left):
         speed = hooks.probe_speed(hp, replicas)  # on every process: with several, the step is a collective
         if replicas.is_main:
+            fast_helps = not hp.fast and compute_dtype(hooks.backend, True, on_cpu=True) == "bfloat16"
             print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left,
-                                hp.num_epochs))
+                                hp.num_epochs, fast_helps))
 
 
 def epochs_left(hp: HParams, run: Run | Follower) -> float:
@@ -127,6 +129,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         if replicas.is_main:
             print(fashion_mnist.describe(data))
             print(f"training on {replicas.name}, writing to {run.out}")
+            if hp.fast and (why := float32_reason(hooks.backend, replicas.on_cpu)):
+                print(f"note: --fast computes in float32 here: {why}")
         net, trainer = hooks.build(hp, replicas)
         if start_weights is not None:  # every process: they all start from the same file
             hooks.set_weights(net, start_weights)
@@ -145,7 +149,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
             raise run.interrupted(resume_command(hooks.backend, replicas)) from None
         if replicas.is_main:  # every replica holds the same weights
             save_weights(run.weights_path, hooks.get_weights(net), hp.resize, hooks.backend)
-            extra = {**hooks.describe(replicas), "params": num_params(hp.resize),
+            extra = {**hooks.describe(replicas), "dtype": compute_dtype(hooks.backend, hp.fast, replicas.on_cpu),
+                     "params": num_params(hp.resize),
                      "data": fashion_mnist.describe(data), "devices": replicas.count,
                      "init_weights": started_from, **evaluate_run(hooks, net, data, hp, replicas, run.out)}
             print(run.finish(replicas.name, extra))

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from common.precision import OVERRIDE
 from tests.harness.page_faults import USERS_OWN, kept, page_faults, unmapped
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"  # XLA's own convolutions (alexnet_jax)
@@ -66,9 +67,10 @@ def test_torch_convolutions_are_stored_channels_last(backend, fw):
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["book", "fast"])
-def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast):
+def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast, monkeypatch):
     if backend != "torch":
         pytest.skip("PyTorch's layer order: its ReLU comes after each max-pool")
+    monkeypatch.setenv(OVERRIDE, "1")  # --fast in bf16, on any CPU
     import copy
 
     import torch

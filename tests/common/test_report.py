@@ -3,7 +3,7 @@
 import json
 
 from common.hparams import HParams
-from common.metrics import bench_result, ceiling_dtype, gemm_ceiling, long_run, memory_record
+from common.metrics import bench_result, gemm_ceiling, long_run, memory_record
 from common.report import bench_table, book_comparison, budget_table, converge_table
 
 
@@ -43,7 +43,7 @@ def test_bench_table(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in (measured, other, book)))
     rows = bench_table(path).splitlines()
     # 50.04 images/s x 5.63 GFLOP = 282 GFLOP/s: 56% of torch's 500, 28% of the best (tf's 1000)
-    assert rows[1].split() == ["torch", "fast", "128", "224", "5.63", "50.0", "282", "56%", "28%", "150.0",
+    assert rows[1].split() == ["torch", "fast", "bfloat16", "128", "224", "5.63", "50.0", "282", "56%", "28%", "150.0",
                                "56%", "1440"]
     assert rows[3].split()[-7:] == ["44.6", "-", "-", "-", "-", "-", "-"]
     assert "torch bfloat16 500, tf bfloat16 1000" in rows[4] and "tf on /CPU:0" in rows[5]
@@ -58,7 +58,6 @@ def test_gemm_ceiling_takes_the_fastest_call():
 
     ceiling = gemm_ceiling(product, 100, "float32", repeats=3, clock=lambda: clock[0])
     assert ceiling == {"dtype": "float32", "side": 100, "flops_per_sec": 2 * 100**3 / 0.25}
-    assert ceiling_dtype(False) == "float32" and ceiling_dtype(True) == "bfloat16"
 
 
 def test_budget_table_counts_steps(tmp_path):
@@ -71,6 +70,7 @@ def test_budget_table_counts_steps(tmp_path):
 def test_long_run_threshold():
     assert long_run(HParams(), 60_000, 10)
     assert not long_run(HParams(resize=67), 256, 2)
+    assert long_run(HParams(resize=67, num_epochs=2, batch_size=64, lr=0.05), 60_000, 2)  # --quick: say its time
 
 
 def test_memory_record_defaults_to_this_process():

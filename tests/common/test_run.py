@@ -200,6 +200,8 @@ def test_a_long_run_is_announced_with_how_to_shorten_it():
     long = estimate_line(2 * 3600, 25.0, "this CPU", 10, 10)
     assert long.startswith("warning:") and "2.0 hours" in long and "--quick" in long and "Ctrl-C" in long
     assert "so 10 epochs will take" in long
+    assert "--fast" in long  # where it computes in bf16; not on a CPU where it would be float32 anyway
+    assert "--fast" not in estimate_line(2 * 3600, 25.0, "this CPU", 10, 10, fast_helps=False)
     assert estimate_line(600, 25.0, "this CPU", 1, 1) == \
         "note: measured 25.0 training images/s on this CPU, so 1 epoch will take about 10 minutes"
     resumed = estimate_line(3 * 3600, 25.0, "this CPU", 10 - 51 / 469, 10)  # stopped at minibatch 51 of epoch 1
