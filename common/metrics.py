@@ -89,7 +89,8 @@ def estimate_line(seconds: float, images_per_sec: float, device: str, left: floa
     if seconds < 3600:
         return f"note: {line}"
     return (f"warning: {line}; Ctrl-C stops it keeping the work done (--resume goes on). Shorter: --quick "
-            f"(about 5 minutes), {'--fast, ' if fast_helps else ''}a smaller --resize or --train-limit, or a GPU")
+            f"(minutes; it says how many as it starts), {'--fast, ' if fast_helps else ''}a smaller --resize or "
+            f"--train-limit, or a GPU")
 
 
 def mode(fast: bool) -> str:

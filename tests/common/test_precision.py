@@ -6,7 +6,7 @@ from common import precision
 from common.errors import UserError
 from common.precision import OVERRIDE, compute_dtype, cpu_flags, float32_reason, has_bf16
 
-# /proc/cpuinfo's first lines on three machines this project ran on, and on an Arm server
+# /proc/cpuinfo, shortened: the three CPUs this project was measured on (docs/results.md), and an Arm server
 ZEN1 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse sse2 avx fma avx2 sha_ni clzero\n"
 ZEN4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_bf16 avx512_vnni\n"
 XEON = "processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8 avx512_fp16\n"
