@@ -132,6 +132,30 @@ def gemm_ceiling(product: Callable[[], object], side: int, dtype: str, repeats: 
     return {"dtype": dtype, "side": side, "flops_per_sec": 2 * side**3 / fastest(product, repeats, clock)}
 
 
+DRIFT = 0.10  # a ceiling that moves more than this between its two measurements makes a run's shares uncertain
+
+
+def ceiling_around(before: dict, after: dict) -> dict:
+    """The ceiling measured before and after the network was timed: the faster, and how far apart the two were.
+
+    A shared or throttled machine changes speed from minute to minute (docs/results.md: 2x within a day on
+    one CPU), and a share is only as good as the ceiling it divides by: two far apart say so.
+    """
+    rates = before["flops_per_sec"], after["flops_per_sec"]
+    return {**before, "flops_per_sec": max(rates), "before": rates[0], "after": rates[1],
+            "drift": 1 - min(rates) / max(rates)}
+
+
+def drift_warning(result: dict) -> str | None:
+    """A warning when the machine's speed moved during the run, or None (and for a ceiling measured once)."""
+    c = result["ceiling"]
+    if c.get("drift", 0.0) <= DRIFT:
+        return None
+    return (f"warning: the ceiling moved {c['drift']:.0%} during this run ({c['before'] / 1e9:.1f} GFLOP/s before "
+            f"the timing, {c['after'] / 1e9:.1f} after): this machine's speed changed, so the shares are uncertain; "
+            f"run it again when nothing else runs")
+
+
 def bench_result(backend: str, device: str, batch_size: int, resize: int, steps: int, fast: bool,
                  train_ips: float, eval_ips: float, memory: dict, ceiling: dict) -> dict:
     """One benchmark measurement, with its settings and its share of the matrix-product ceiling."""
@@ -158,10 +182,12 @@ def ceiling_line(result: dict) -> str:
     """The figures as shares of the ceiling, and the training images/s that ceiling allows."""
     c = result["ceiling"]
     allows = c["flops_per_sec"] / result["train_flops_per_image"]
-    return (f"ceiling: a {c['side']}x{c['side']} {c['dtype']} matrix product runs at {c['flops_per_sec'] / 1e9:.1f} "
+    line = (f"ceiling: a {c['side']}x{c['side']} {c['dtype']} matrix product runs at {c['flops_per_sec'] / 1e9:.1f} "
             f"GFLOP/s here, which allows {allows:.1f} training images/s at {result['train_flops_per_image'] / 1e9:.2f} "
             f"GFLOP each; training reaches {result['train_share']:.0%} of it, evaluation "
             f"{result['eval_share']:.0%}")
+    warning = drift_warning(result)
+    return f"{line}\n{warning}" if warning else line
 
 
 def report_bench(result: dict, json_path: Path | None) -> None:

@@ -22,6 +22,7 @@ def test_bench_reports_training_and_evaluation_speed(backend, tmp_path, capsys):
     assert record["mode"] == "faithful" and record["memory"]["peak_mb"] > 0
     ceiling = record["ceiling"]
     assert ceiling["dtype"] == "float32" and ceiling["side"] == 256 and 1e8 < ceiling["flops_per_sec"] < 1e16
+    assert ceiling["flops_per_sec"] == max(ceiling["before"], ceiling["after"]) and 0 <= ceiling["drift"] < 1
     train_flops = 3 * forward_flops(MIN_RESIZE)  # the share is of the spec's FLOPs, not the framework's
     assert record["train_share"] == pytest.approx(record["train_images_per_sec"] * train_flops
                                                   / ceiling["flops_per_sec"])

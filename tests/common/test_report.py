@@ -2,8 +2,10 @@
 
 import json
 
+import pytest
+
 from common.hparams import HParams
-from common.metrics import bench_result, gemm_ceiling, long_run, memory_record
+from common.metrics import bench_line, bench_result, ceiling_around, gemm_ceiling, long_run, memory_record
 from common.report import bench_table, book_comparison, budget_table, converge_table
 
 
@@ -86,3 +88,33 @@ def test_book_comparison_is_a_wall_time_ratio(tmp_path):
     book = tmp_path / "book.jsonl"
     book.write_text(json.dumps({"wall_time": 50.0, "test_acc": 0.69}) + "\n")
     assert book_comparison(book, runs).endswith("12.5s, test acc 0.700: 4.00x faster in wall time")
+
+
+def test_the_ceiling_is_measured_around_the_timing_and_a_moving_machine_is_told():
+    ceiling = {"dtype": "float32", "side": 4096}
+    steady = ceiling_around({**ceiling, "flops_per_sec": 60e9}, {**ceiling, "flops_per_sec": 57e9})
+    assert steady["flops_per_sec"] == 60e9 and steady["drift"] == pytest.approx(0.05)
+    assert (steady["before"], steady["after"]) == (60e9, 57e9)
+    moved = ceiling_around({**ceiling, "flops_per_sec": 30e9}, {**ceiling, "flops_per_sec": 60e9})
+    assert moved["flops_per_sec"] == 60e9 and moved["drift"] == pytest.approx(0.5)
+    memory = {"peak_mb": 1.0, "what": "RSS"}
+    quiet = bench_line(bench_result("torch", "cpu", 128, 224, 2, False, 10.0, 30.0, memory, steady))
+    assert "warning" not in quiet
+    noisy = bench_line(bench_result("torch", "cpu", 128, 224, 2, False, 10.0, 30.0, memory, moved))
+    assert noisy.splitlines()[-1].startswith("warning: the ceiling moved 50% during this run (30.0 GFLOP/s before")
+    # 10 images/s x 5.63 GFLOP against the faster of the two, 60 GFLOP/s
+    assert "training reaches 94% of it" in noisy
+
+
+def test_bench_table_names_the_runs_whose_ceiling_moved(tmp_path):
+    ceiling = {"dtype": "float32", "side": 4096}
+    memory = {"peak_mb": 1.0, "what": "RSS"}
+    records = [bench_result(backend, "cpu", 128, 224, 2, False, 10.0, 30.0, memory,
+                            ceiling_around({**ceiling, "flops_per_sec": 60e9}, {**ceiling, "flops_per_sec": after}))
+               for backend, after in (("torch", 58e9), ("mxnet", 40e9))]
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = bench_table(path).splitlines()
+    assert rows[-2] == ("the ceiling moved more than 10% during: mxnet faithful batch 128 at 224 (33%); "
+                        "their shares are uncertain")
+    assert not any("torch faithful batch" in row for row in rows)
