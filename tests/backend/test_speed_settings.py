@@ -66,6 +66,25 @@ def test_torch_convolutions_are_stored_channels_last(backend, fw):
     assert fw.model.get_weights(fw.model.alexnet(67))["conv2.weight"].flags["C_CONTIGUOUS"]  # neutral: NCHW order
 
 
+@pytest.mark.parametrize("side", [67, 68, 69, 70, 224])  # every input side modulo conv1's stride, and the book's
+def test_torch_conv1_in_blocks_is_the_books_convolution(backend, fw, side):
+    if backend != "torch":
+        pytest.skip("PyTorch's conv1 computed over 4x4 blocks, for oneDNN's kernels")
+    import torch
+
+    conv1 = fw.model.alexnet(side)[0].double()
+    assert isinstance(conv1, fw.model._SpaceToDepthConv2d) and conv1.weight.shape == (96, 1, 11, 11)
+    X = torch.randn(2, 1, side, side, dtype=torch.float64)
+    book = torch.nn.functional.conv2d(X, conv1.weight, conv1.bias, stride=4)  # as nn.Conv2d computes it
+    Y = conv1(X)
+    assert Y.shape == book.shape and book.abs().max() > 0
+    dY = torch.randn_like(book)
+    grads = [torch.autograd.grad(out, (conv1.weight, conv1.bias), dY) for out in (Y, book)]
+    torch.testing.assert_close(Y, book, rtol=0, atol=1e-12)  # the same sums, in another order
+    for ours, books in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, books, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["book", "fast"])
 def test_torch_relu_after_the_pooling_is_the_books_math(backend, fw, fast, monkeypatch):
     if backend != "torch":
