@@ -146,11 +146,16 @@ def ceiling_around(before: dict, after: dict) -> dict:
             "drift": 1 - min(rates) / max(rates)}
 
 
+def ceiling_moved(result: dict) -> bool:
+    """Whether the ceiling moved more than DRIFT during the run (False for a ceiling measured once, or none)."""
+    return result.get("ceiling", {}).get("drift", 0.0) > DRIFT
+
+
 def drift_warning(result: dict) -> str | None:
     """A warning when the machine's speed moved during the run, or None (and for a ceiling measured once)."""
-    c = result["ceiling"]
-    if c.get("drift", 0.0) <= DRIFT:
+    if not ceiling_moved(result):
         return None
+    c = result["ceiling"]
     return (f"warning: the ceiling moved {c['drift']:.0%} during this run ({c['before'] / 1e9:.1f} GFLOP/s before "
             f"the timing, {c['after'] / 1e9:.1f} after): this machine's speed changed, so the shares are uncertain; "
             f"run it again when nothing else runs")

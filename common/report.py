@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.metrics import DRIFT, mode
+from common.metrics import DRIFT, ceiling_moved, mode
 
 
 def _summary(run: Path) -> dict:
@@ -87,7 +87,7 @@ def bench_table(path: Path) -> str:
     rows.append("ceilings, the best of 5 square matrix products in each framework (GFLOP/s): " + ", ".join(
         f"{backend} {dtype} {rate / 1e9:.0f}" for (backend, dtype), rate in ceilings.items()))
     moved = [f"{r['backend']} {r.get('mode', 'faithful')} batch {r['batch_size']} at {r['resize']} "
-             f"({r['ceiling']['drift']:.0%})" for r in records if r.get("ceiling", {}).get("drift", 0.0) > DRIFT]
+             f"({r['ceiling']['drift']:.0%})" for r in records if ceiling_moved(r)]
     if moved:  # the machine's speed changed during these runs (bench printed a warning for each)
         rows.append(f"the ceiling moved more than {DRIFT:.0%} during: {', '.join(moved)}; their shares are uncertain")
     devices = sorted({f"{r['backend']} on {r['device']}" for r in records})
