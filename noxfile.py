@@ -139,12 +139,11 @@ def parity(session: nox.Session) -> None:
         session.run(python, "-m", f"alexnet_{backend}.train", "--data-dir", str(work / "data"),
                     "--resize", "67", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
                     "--out", str(work / f"train-{backend}"), "--no-progress", external=True)
-    for trainer in pythons:
-        for backend, python in pythons.items():
-            session.run(python, "-m", "tests.parity_worker", "evaluate", "--backend", backend,
-                        "--resize", "67", "--weights", str(work / f"train-{trainer}" / "weights.safetensors"),
-                        "--data", str(work / "data"), "--out", str(work / f"eval-{trainer}-{backend}.json"),
-                        external=True, silent=True)
+    weights = [str(work / f"train-{trainer}" / "weights.safetensors") for trainer in pythons]
+    for backend, python in pythons.items():  # every backend's weights, one process per evaluating backend
+        session.run(python, "-m", "tests.parity_worker", "evaluate", "--backend", backend, "--resize", "67",
+                    "--weights", *weights, "--data", str(work / "data"), "--out", str(work / f"eval-{backend}.json"),
+                    external=True, silent=True)
     session.run("python", "-m", "tests.parity_check", "compare", "--dir", str(work),
                 "--backends", *pythons)
     session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r})")  # kept only when a check fails

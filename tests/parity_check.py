@@ -42,8 +42,12 @@ def compare_accuracy(directory: Path, backends: list[str]) -> list[str]:
     problems = []
     print("\n== weights trained in one backend, test accuracy evaluated in each")
     print(f"{'trained in':<12}" + "".join(f"{b:>10}" for b in backends) + "  predictions agreeing")
-    for trainer in backends:
-        evals = {b: json.loads((directory / f"eval-{trainer}-{b}.json").read_text()) for b in backends}
+    evaluated = {b: json.loads((directory / f"eval-{b}.json").read_text()) for b in backends}
+    for i, trainer in enumerate(backends):  # each eval file lists the trainers' weights in this order
+        evals = {b: evaluated[b][i] for b in backends}
+        wrong = [e["weights"] for e in evals.values() if Path(e["weights"]).parent.name != f"train-{trainer}"]
+        if wrong:
+            raise SystemExit(f"expected the weights of train-{trainer} at position {i}, found {wrong}")
         accs = [evals[b]["accuracy"] for b in backends]
         preds = [evals[b]["predictions"] for b in backends]
         agree = sum(len(set(p)) == 1 for p in zip(*preds)) / len(preds[0])

@@ -1,7 +1,7 @@
 """One backend's side of `nox -s parity` and `nox -s export`, run in that backend's venv; reads and writes NumPy files.
 
     python -m tests.parity_worker step --backend torch --case CASE --out RESULT
-    python -m tests.parity_worker evaluate --backend tf --weights W --data DIR --resize N --out JSON
+    python -m tests.parity_worker evaluate --backend tf --weights W [W ...] --data DIR --resize N --out JSON
     python -m tests.parity_worker case --resize N --case CASE --weights W   (framework-free: a case and its weights)
     python -m tests.parity_worker logits --backend tf --weights W --case CASE --resize N --out RESULT
     python -m tests.parity_worker onnx --backend torch --model M --case CASE --resize N --against RESULT ...
@@ -33,15 +33,22 @@ def step(fw, case_path: Path, out: Path, resize: int, lr: float) -> None:
     parity.save(out, {"pixels": pixels, "logits": logits, "loss": np.array([loss], np.float64), **after})
 
 
-def evaluate(fw, weights: Path, data_dir: Path, resize: int, out: Path) -> None:
-    """Test accuracy and predictions of neutral weights on an IDX test split."""
+def evaluate(fw, weights: list[Path], data_dir: Path, resize: int, out: Path) -> None:
+    """Test accuracy and predictions of each neutral weights file on an IDX test split, in the order given.
+
+    One process for every file: `nox -s parity` evaluates each backend's weights in each backend, and a
+    process per pair spent most of its time starting the framework.
+    """
     data = load_data(data_dir)
     net = fw.model.alexnet(resize)
-    fw.model.set_weights(net, load_weights(weights, resize))
     pixels = fw.data.preprocess(data.test_images, resize, fw.step.get_device("cpu"))
-    predictions = fw.model.predict(net, pixels).argmax(axis=1)
-    out.write_text(json.dumps({"accuracy": float((predictions == data.test_labels).mean()),
-                               "predictions": predictions.tolist()}))
+    results = []
+    for path in weights:
+        fw.model.set_weights(net, load_weights(path, resize))
+        predictions = fw.model.predict(net, pixels).argmax(axis=1)
+        results.append({"weights": str(path), "accuracy": float((predictions == data.test_labels).mean()),
+                        "predictions": predictions.tolist()})
+    out.write_text(json.dumps(results))
 
 
 def case(case_path: Path, weights: Path, resize: int, batch: int) -> None:
@@ -88,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", choices=["step", "evaluate", "case", "logits", "onnx"])
     p.add_argument("--backend")
     p.add_argument("--case", type=Path)
-    p.add_argument("--weights", type=Path)
+    p.add_argument("--weights", type=Path, nargs="+", default=[])
     p.add_argument("--data", type=Path)
     p.add_argument("--resize", type=int, required=True)
     p.add_argument("--batch", type=int, default=8)
@@ -99,11 +106,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def one(weights: list[Path]) -> Path:
+    """The one weights file that `case` and `logits` take."""
+    if len(weights) != 1:
+        raise SystemExit(f"this command takes one --weights file, got {len(weights)}")
+    return weights[0]
+
+
 def main() -> int:
     """Parse the command and run it with the named backend."""
     args = parser().parse_args()
     if args.command == "case":
-        case(args.case, args.weights, args.resize, args.batch)
+        case(args.case, one(args.weights), args.resize, args.batch)
         return 0
     fw = argparse.Namespace(**{m: importlib.import_module(f"alexnet_{args.backend}.{m}")
                                for m in ("model", "data", "step")})
@@ -112,7 +126,7 @@ def main() -> int:
     elif args.command == "evaluate":
         evaluate(fw, args.weights, args.data, args.resize, args.out)
     elif args.command == "logits":
-        logits(fw, args.weights, args.case, args.resize, args.out)
+        logits(fw, one(args.weights), args.case, args.resize, args.out)
     else:
         return onnx_check(fw, args.model, args.case, args.resize, args.against)
     return 0

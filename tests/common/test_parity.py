@@ -1,8 +1,12 @@
 """The parity comparison, with hand-made results: agreement passes, each kind of drift fails."""
 
+import json
+
 import numpy as np
+import pytest
 
 from common import parity
+from tests import parity_check
 
 
 def results(case: dict, logits_shift: float = 0.0, pixel_shift: float = 0.0, step_scale: float = 1.0) -> dict:
@@ -38,3 +42,27 @@ def test_case_round_trips_through_files(tmp_path):
     assert back.keys() == case.keys()
     np.testing.assert_array_equal(back["images"], case["images"])
     assert case["images"].dtype == np.uint8 and back["labels"].dtype == np.int64
+
+
+def write_evals(directory, accuracies: dict[str, list[float]], order: list[str]) -> None:
+    """Each evaluating backend's file, as `parity_worker evaluate` writes it: one entry per trainer in `order`."""
+    for backend, accs in accuracies.items():
+        entries = [{"weights": str(directory / f"train-{t}" / "weights.safetensors"), "accuracy": a,
+                    "predictions": [0, 1, 1]} for t, a in zip(order, accs)]
+        (directory / f"eval-{backend}.json").write_text(json.dumps(entries))
+
+
+def test_accuracy_matrix_agreement_and_drift(tmp_path, capsys):
+    backends = ["a", "b"]
+    write_evals(tmp_path, {"a": [0.5, 0.75], "b": [0.5, 0.75]}, backends)
+    assert parity_check.compare_accuracy(tmp_path, backends) == []
+    assert "100.00%" in capsys.readouterr().out
+    write_evals(tmp_path, {"a": [0.5, 0.75], "b": [0.5, 0.7]}, backends)
+    assert parity_check.compare_accuracy(tmp_path, backends) == [
+        "weights trained in b evaluate to different accuracies: [0.75, 0.7]"]
+
+
+def test_accuracy_matrix_refuses_weights_out_of_order(tmp_path):
+    write_evals(tmp_path, {"a": [0.5, 0.5], "b": [0.5, 0.5]}, ["b", "a"])
+    with pytest.raises(SystemExit, match="train-a at position 0"):
+        parity_check.compare_accuracy(tmp_path, ["a", "b"])
