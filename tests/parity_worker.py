@@ -36,7 +36,7 @@ def step(fw, case_path: Path, out: Path, resize: int, lr: float) -> None:
 def evaluate(fw, weights: list[Path], data_dir: Path, resize: int, out: Path) -> None:
     """Test accuracy and predictions of each neutral weights file on an IDX test split, in the order given.
 
-    One process for every file: `nox -s parity` evaluates each backend's weights in each backend, and a
+    One process for all the files: `nox -s parity` evaluates each backend's weights in each backend, and a
     process per pair spent most of its time starting the framework.
     """
     data = load_data(data_dir)
