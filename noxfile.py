@@ -240,7 +240,7 @@ def converge(session: nox.Session) -> None:
         session.run("python", "-m", "common.report", "converge", "--min-acc", "0.75", *quick)
 
 
-SIDES = ["67", "96", "128", "160"]  # bench: input sides below the book's 224
+SIDES = ["67", "96", "128", "160"]  # bench: input sides below the book's 224 (.ci/gpu repeats its commands)
 
 
 @nox.session
