@@ -8,7 +8,7 @@
 For the last three, `python -m common.launch --backend tf --processes 2 -- python -m alexnet_tf.train
 --devices 2` starts the command once per process with the variables its framework reads, on the
 loopback address with free ports; it stops them all when one fails, and passes Ctrl-C (or SIGTERM)
-on to every process once, so that they stop together after the same minibatch. On several
+on to every worker once, so that they stop together after the same minibatch. On several
 machines, start one process per machine with the same variables by hand (README: Several devices).
 """
 
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -135,49 +136,68 @@ def threads(processes: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // processes))}
 
 
-def start(backend: str, processes: int, command: list[str], port: int | None = None) -> list[subprocess.Popen]:
-    """Start `command` once per process, each in its own session (Ctrl-C reaches them through us, once)."""
+def start(backend: str, processes: int, command: list[str], port: int | None = None) -> Iterator[subprocess.Popen]:
+    """Start `command` once per process (the workers), then the framework's helpers, each in its own session."""
     ports = free_ports(PORTS[backend](processes), port)
     share = threads(processes)
-    procs = [subprocess.Popen(command, env={**os.environ, **share, **ENVIRONMENTS[backend](rank, processes, ports)},
-                              start_new_session=True) for rank in range(processes)]
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C is for the workers
-    try:
-        return procs + [subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
-                        for env in HELPERS.get(backend, lambda *a: [])(processes, ports)]
-    finally:
-        signal.signal(signal.SIGINT, old)
+    for rank in range(processes):
+        yield subprocess.Popen(command, env={**os.environ, **share, **ENVIRONMENTS[backend](rank, processes, ports)},
+                               start_new_session=True)  # a terminal's Ctrl-C reaches them through us, once
+    for env in HELPERS.get(backend, lambda *a: [])(processes, ports):
+        yield subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
 
 
-def watch(procs: list[subprocess.Popen]) -> int:
-    """Wait for every process; when one fails, stop the others (SIGTERM, then SIGKILL). The first failure's code."""
+class Forward:
+    """Ctrl-C and SIGTERM, passed on as Ctrl-C to every worker once each (the helpers stop after them)."""
 
-    asked = []  # the signals passed on: the processes then stop on their own, with status 130
+    def __init__(self, workers: int):
+        self.workers, self.procs = workers, []
+        self.asked = 0  # the signals passed on: the workers then stop on their own, with status 130
+        self.told: Counter[int] = Counter()  # how many of them each worker (by pid) has been sent
 
-    def forward(signum: int, frame: object) -> None:  # Ctrl-C or SIGTERM: every process stops after its minibatch
-        asked.append(signum)
-        for p in procs:
-            if p.poll() is None:
+    def __call__(self, signum: int | None = None, frame: object = None) -> None:
+        """Pass a signal on, and any earlier one to a worker started after it came."""
+        self.asked += signum is not None
+        for p in self.procs[:self.workers]:
+            while self.told[p.pid] < self.asked and p.poll() is None:
+                self.told[p.pid] += 1
                 p.send_signal(signal.SIGINT)
 
+
+def run(backend: str, processes: int, command: list[str], port: int | None = None) -> int:
+    """Start the processes and wait for them all, passing Ctrl-C on from before the first one starts."""
+    forward = Forward(processes)
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
-            if failed and not asked:
-                rank, code = failed[0]
-                if any(c is None for c in codes):
-                    print(f"error: process {rank} of {len(procs)} stopped (exit status {code}): stopping the others",
-                          file=sys.stderr)
-                stop(procs)
-                return code
-            if all(c is not None for c in codes):
-                return next((c for c in codes if c), 0)
-            time.sleep(0.1)
+        for p in start(backend, processes, command, port):
+            forward.procs.append(p)
+            forward()  # a Ctrl-C that came while this one was starting
+        return watch(forward.procs, forward)
+    except BaseException:  # none is left running on its own
+        stop(forward.procs)
+        raise
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def watch(procs: list[subprocess.Popen], forward: Forward) -> int:
+    """Wait for every process; when one fails unasked, stop the others (SIGTERM, then SIGKILL).
+
+    Returns the first failure's exit status, or 0."""
+    while True:
+        codes = [p.poll() for p in procs]
+        failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
+        if failed and not forward.asked:
+            rank, code = failed[0]
+            if any(c is None for c in codes):
+                print(f"error: process {rank} of {len(procs)} stopped (exit status {code}): stopping the others",
+                      file=sys.stderr)
+            stop(procs)
+            return code
+        if all(c is not None for c in codes):
+            return next((c for c in codes if c), 0)
+        time.sleep(0.1)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
@@ -207,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("no command to start: add -- python -m alexnet_<backend>.train --devices N ...")
     if args.processes < 1:
         raise UserError(f"--processes {args.processes}: pass 1 or more")
-    sys.exit(watch(start(args.backend, args.processes, command, args.port)))
+    sys.exit(run(args.backend, args.processes, command, args.port))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """common.launch: several processes on this machine, each told its place the way its framework reads it."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,6 +92,34 @@ def test_ctrl_c_reaches_every_process_once():
             launch.stop([proc])
     assert proc.returncode == 130 and out.count("stopping") == 2, err  # the two may interleave their lines
     assert "stopping the others" not in err
+
+
+SLEEPER = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
+           "print('ready', flush=True)\ntime.sleep(30)")  # long enough to be told, short if never told
+
+
+def test_a_ctrl_c_while_the_processes_start_stops_them_all(monkeypatch):
+    """Ctrl-C between two starts: the first worker is told at once, the second as soon as it exists."""
+    workers = []
+
+    def start(backend, processes, command, port):
+        for rank in range(processes):
+            workers.append(subprocess.Popen([sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE, text=True,
+                                            start_new_session=True))
+            if rank == 0:
+                assert workers[0].stdout.readline() == "ready\n"  # its handler is set
+                os.kill(os.getpid(), signal.SIGINT)  # the launcher's Ctrl-C, before the second one starts
+            yield workers[-1]
+
+    monkeypatch.setattr(launch, "start", start)
+    try:
+        code = launch.run("tf", 2, ["unused"])
+    finally:
+        launch.stop(workers)  # a failed check leaves nothing running
+    assert code != 0 and workers[1].returncode != 0  # told during its start: Python's KeyboardInterrupt, or ours
+    assert workers[0].returncode == 130 and workers[0].stdout.read() == "stopping\n"  # told once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the launcher's own handler is gone
 
 
 def test_a_launch_without_a_command_is_one_line():
