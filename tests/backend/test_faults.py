@@ -35,6 +35,8 @@ def test_interrupt_keeps_the_last_checkpoint_and_resume_goes_on(fw, backend, tin
     assert (out / json.loads((out / "state.json").read_text())["checkpoint"]).is_file()
     printed = shlex.split(err.split("continue with: ")[1].splitlines()[0])
     assert printed[:3] == ["python", "-m", f"alexnet_{backend}.train"] and printed[-1] == "--resume"
+    if sig == signal.SIGTERM:  # the same checkpoint as Ctrl-C's: its resume is SIGINT's (CI's time, on 2 cores)
+        return
     # As typed (the run's settings, data directory included, come from the run), with fewer epochs to go.
     resumed = subprocess.run([sys.executable, *printed[1:], "--epochs", str(done + 1)], capture_output=True,
                              text=True, timeout=300)
