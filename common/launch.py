@@ -172,7 +172,7 @@ def run(backend: str, processes: int, command: list[str], port: int | None = Non
         for p in start(backend, processes, command, port):
             forward.procs.append(p)
             forward()  # a Ctrl-C that came while this one was starting
-        return watch(forward.procs, forward)
+        return watch(forward)
     except BaseException:  # none is left running on its own
         stop(forward.procs)
         raise
@@ -181,10 +181,11 @@ def run(backend: str, processes: int, command: list[str], port: int | None = Non
             signal.signal(s, handler)
 
 
-def watch(procs: list[subprocess.Popen], forward: Forward) -> int:
+def watch(forward: Forward) -> int:
     """Wait for every process; when one fails unasked, stop the others (SIGTERM, then SIGKILL).
 
     Returns the first failure's exit status, or 0."""
+    procs = forward.procs
     while True:
         codes = [p.poll() for p in procs]
         failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]

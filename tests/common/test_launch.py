@@ -76,27 +76,25 @@ def test_one_failing_process_stops_the_others_in_bounded_time():
     assert "process 1 of 2 stopped (exit status 3): stopping the others" in proc.stderr
 
 
+SLEEPER = ("import os, signal, sys, time\n"
+           "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
+           "os.write(1, b'ready\\n')\n"  # one write: two processes' lines cannot interleave
+           "time.sleep(30)")  # long enough to be told, short if never told
+
+
 def test_ctrl_c_reaches_every_process_once():
     proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--backend", "tf", "--", sys.executable, "-c",
-                             "import signal, sys, time\n"
-                             "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
-                             "import os; os.write(1, b'ready\\n')\ntime.sleep(600)"],  # one write: no interleaving
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             SLEEPER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
         assert lines == ["ready\n", "ready\n"]
         proc.send_signal(2)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:  # a failed check leaves nothing running for ten minutes
+        if proc.poll() is None:  # a failed check leaves nothing running
             launch.stop([proc])
     assert proc.returncode == 130 and out.count("stopping") == 2, err  # the two may interleave their lines
     assert "stopping the others" not in err
-
-
-SLEEPER = ("import signal, sys, time\n"
-           "signal.signal(signal.SIGINT, lambda *a: (print('stopping', flush=True), sys.exit(130)))\n"
-           "print('ready', flush=True)\ntime.sleep(30)")  # long enough to be told, short if never told
 
 
 def test_a_ctrl_c_while_the_processes_start_stops_them_all(monkeypatch):
