@@ -14,7 +14,7 @@ from safetensors.numpy import save_file
 from alexnet_jax.data import DataIter, load_data_fashion_mnist, preprocess
 from alexnet_jax.model import alexnet, get_weights, predict, set_weights
 from alexnet_jax.parallel import close, make_step, replicas
-from alexnet_jax.step import evaluate_accuracy, fast_path, peak_memory
+from alexnet_jax.step import commit, evaluate_accuracy, fast_path, peak_memory
 from common import training
 from common.epoch import Epoch, Loop
 from common.errors import UserError, run_cli
@@ -36,6 +36,7 @@ def build(hp: HParams, replicas: Replicas) -> tuple[nnx.Sequential, nnx.Optimize
         if hp.fast:
             net = fast_path(net, replicas.device)  # the same parameters, computing in bf16
         trainer = nnx.Optimizer(net, optax.sgd(hp.lr), wrt=nnx.Param)
+    commit(net, trainer)  # placed as the step's outputs are: the step compiles once, not twice
     return net, trainer
 
 

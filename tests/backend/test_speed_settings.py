@@ -149,3 +149,24 @@ def test_jax_max_pool_is_flaxs_with_the_same_gradient(backend, fw, side):
     dY = rng.integers(1, 5, flax_pool(X).shape).astype(np.float32)  # integers: sums exact in any order
     grads = [jax.grad(lambda X, pool=pool: (pool(X) * dY).sum())(X) for pool in (fw.model._max_pool, flax_pool)]
     np.testing.assert_array_equal(*grads)  # each window's first maximum takes its gradient, ties included
+
+
+@pytest.mark.parametrize("entry", ["train", "bench"])
+def test_jax_training_step_compiles_once(backend, tiny_data, tmp_path, caplog, entry):
+    if backend != "jax":
+        pytest.skip("XLA compiles a JAX function again for arguments placed differently")
+    import importlib
+    import logging
+
+    import jax
+
+    from common.spec import MIN_RESIZE
+
+    small = ["--resize", str(MIN_RESIZE), "--batch-size", "32"]
+    argv = {"train": [*small, "--data-dir", str(tiny_data), "--out", str(tmp_path / "run"), "--no-progress",
+                      "--epochs", "2"],
+            "bench": [*small, "--steps", "3", "--gemm", "64"]}[entry]
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        importlib.import_module(f"alexnet_jax.{entry}").main(argv)  # train: 8 steps an epoch
+    compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(train_step)")]
+    assert len(compiles) == 1  # the first step's: the network and trainer start where the step leaves them
