@@ -19,6 +19,8 @@ EXTRA = {
                            "unwrap": "torch.compile and Mixed wrap the network; checkpoints hold the plain one"},
     ("mxnet", "step.py"): {"without_dropout": "MXNet's predict mode breaks oneDNN max-pool gradients"},
     ("mxnet", "parallel.py"): {"replicate": "Gluon copies each parameter to the contexts before the Trainer"},
+    ("jax", "step.py"): {"commit": "XLA compiles a step again when its arguments' placement changes (uncommitted "
+                                   "arrays at the start, committed after a step)"},
 }
 
 
