@@ -7,7 +7,7 @@ from flax import nnx
 
 from alexnet_jax.data import preprocess
 from alexnet_jax.model import alexnet, predict, set_weights
-from alexnet_jax.step import get_device
+from alexnet_jax.step import commit, get_device
 from common import predict as common_predict
 from common.errors import run_cli
 
@@ -21,6 +21,7 @@ def load_net(weights: dict[str, np.ndarray], resize: int, device: jax.Device) ->
     with jax.default_device(device):
         net = alexnet(resize)
         set_weights(net, weights)
+    commit(net)  # its dropout streams too: the forward pass compiles once, not again for its second batch
     return net
 
 

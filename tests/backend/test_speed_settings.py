@@ -151,8 +151,8 @@ def test_jax_max_pool_is_flaxs_with_the_same_gradient(backend, fw, side):
     np.testing.assert_array_equal(*grads)  # each window's first maximum takes its gradient, ties included
 
 
-@pytest.mark.parametrize("entry", ["train", "bench"])
-def test_jax_training_step_compiles_once(backend, tiny_data, tmp_path, caplog, entry):
+@pytest.mark.parametrize("entry", ["train", "bench", "predict"])
+def test_jax_steps_compile_once(backend, fw, tiny_data, tmp_path, caplog, entry):
     if backend != "jax":
         pytest.skip("XLA compiles a JAX function again for arguments placed differently")
     import importlib
@@ -161,12 +161,18 @@ def test_jax_training_step_compiles_once(backend, tiny_data, tmp_path, caplog, e
     import jax
 
     from common.spec import MIN_RESIZE
+    from common.weights import save_weights
 
     small = ["--resize", str(MIN_RESIZE), "--batch-size", "32"]
+    weights = tmp_path / "w.safetensors"
+    save_weights(weights, fw.model.get_weights(fw.model.alexnet(MIN_RESIZE)), MIN_RESIZE, "jax")
     argv = {"train": [*small, "--data-dir", str(tiny_data), "--out", str(tmp_path / "run"), "--no-progress",
-                      "--epochs", "2"],
-            "bench": [*small, "--steps", "3", "--gemm", "64"]}[entry]
+                      "--epochs", "2"],  # 8 steps an epoch, then 2 test batches
+            "bench": [*small, "--steps", "3", "--gemm", "64"],
+            "predict": [*small, "--data-dir", str(tiny_data), "--weights", str(weights)]}[entry]  # 2 batches
+    jax.clear_caches()  # what earlier tests in this process compiled
     with caplog.at_level(logging.WARNING), jax.log_compiles():
-        importlib.import_module(f"alexnet_jax.{entry}").main(argv)  # train: 8 steps an epoch
-    compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(train_step)")]
-    assert len(compiles) == 1  # the first step's: the network and trainer start where the step leaves them
+        importlib.import_module(f"alexnet_jax.{entry}").main(argv)
+    compiled = [r.getMessage().split(" ")[1] for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+    step = {"predict": "jit(_logits)"}.get(entry, "jit(train_step)")
+    assert compiled.count(step) == 1  # the first call's: the network and trainer start where a step leaves them
