@@ -255,7 +255,8 @@ def bench(session: nox.Session) -> None:
     Accuracy after a fixed budget, per batch size: real Fashion-MNIST (see README), the book's lr;
     with a GPU 2 epochs at 224 (PyTorch), without one 1 epoch of 10,000 images at 67 (lr 0.03, every
     backend). Needs a quiet machine (other work shifts the ratios): on 2 CPU cores it took 18 min 26 s
-    on an Intel Xeon and 24 min on an AMD EPYC (docs/results.md). Pass --steps N after -- to change the timed steps."""
+    on an Intel Xeon and 24 to 26 min on an AMD EPYC (docs/results.md). Pass --steps N after -- to
+    change the timed steps."""
     session.install("-e", ".")
     out = EXCHANGE / "bench"
     results = out / "bench.jsonl"
