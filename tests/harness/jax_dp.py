@@ -11,6 +11,7 @@ from flax import nnx
 
 from alexnet_jax.model import alexnet, get_weights, set_weights
 from alexnet_jax.parallel import close, launch_command, make_step, replicas
+from alexnet_jax.step import commit
 from tests.harness.exchange import read_steps, steps_in_subprocess, write_replica
 
 
@@ -38,6 +39,7 @@ def _worker(argv: list[str] | None = None) -> None:
         net = alexnet(X.shape[-1])
         set_weights(net, weights)
         trainer = nnx.Optimizer(net, optax.sgd(args.lr), wrt=nnx.Param)
+    commit(net, trainer)  # as build() does
     step = make_step(net, trainer, where)  # the weights to every replica
     net.eval()  # dropout off
     mesh = where.engine
