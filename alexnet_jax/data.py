@@ -57,7 +57,7 @@ class DataIter(Minibatches):
         super().__init__(len(labels), batch_size, shuffle, seed)
         self.resize, self.device, self.mesh = resize, device, mesh
         if mesh is None:  # one device: the data and every minibatch on it
-            held = batch = jax.sharding.SingleDeviceSharding(device)
+            held = batch = jax.sharding.make_single_device_sharding(device)
         else:  # each replica a copy of the data (47 MB), each minibatch cut along the mesh
             held, batch = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("batch"))
         self.images = _put(images, held)  # (N, 28, 28) uint8, 47 MB for all of train

@@ -42,8 +42,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1",
             gpu_bf16=False),
-    Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.7", "flax>=0.12", "optax>=0.2.5"),
-            "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.7"),
+    Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.10", "flax>=0.12", "optax>=0.2.5"),
+            "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.10"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them
