@@ -20,8 +20,9 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Each flag's default after its help, once: not for on/off flags or defaults the help already states."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help or ""
+        text = (action.help or "").removesuffix(" (default: %(default)s)")  # Python 3.10's BooleanOptionalAction
+        if action.default in (None, False) or "default" in text:
+            return text
         return super()._get_help_string(action)
 
 
