@@ -102,7 +102,8 @@ def _join(devices: int, device: str, rank: int, processes: int) -> Replicas:
     here = jax.local_devices(backend=platform)[0]
     made = Replicas(here, "+".join(device_name(d) for d in mesh.devices.flat), on_cpu=platform == "cpu",
                     count=mesh.size, rank=jax.process_index(), processes=jax.process_count(), engine=mesh,
-                    broadcast=lambda value: _broadcast(value, mesh), agree=lambda flag: _agree(flag, mesh))
+                    broadcast=lambda value: _broadcast(value, mesh), agree=lambda flag: _agree(flag, mesh),
+                    meet=lambda: _meet(mesh))
     if made.agree(devices != mesh.size):  # every process stops, or none does
         jax.distributed.shutdown()
         raise UserError(f"--devices {devices} here, but the {processes} processes hold {mesh.size} devices in all: "
@@ -193,6 +194,11 @@ def _broadcast(value: object, mesh: Mesh) -> object:
 def _agree(flag: bool, mesh: Mesh) -> bool:
     """Whether any process says True (all processes stop, or checkpoint, at the same minibatch)."""
     return bool(np.asarray(_from_rows(np.array(int(flag), np.int32), mesh, True)) > 0)
+
+
+def _meet(mesh: Mesh) -> None:
+    """Wait until every process is here (a sum of nothing)."""
+    _agree(False, mesh)
 
 
 # ---- Data-parallel step ----

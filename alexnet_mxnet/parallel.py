@@ -75,7 +75,7 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
     engine = _Engine(contexts, kv, update_on_kvstore=False, total=partial(_total, kv))
     return Replicas(device=contexts[0], name=f"{_name(contexts)} x{workers} (dist_sync)", on_cpu=on_cpu,
                     count=len(contexts) * workers, rank=kv.rank, processes=workers, engine=engine,
-                    broadcast=partial(_broadcast, kv), agree=partial(_agree, kv))
+                    broadcast=partial(_broadcast, kv), agree=partial(_agree, kv), meet=partial(_meet, kv))
 
 
 def _contexts_for(devices: int, device: mx.Context, task: int = 0) -> list[mx.Context]:
@@ -180,6 +180,11 @@ def _broadcast(kv: mx.kv.KVStore, value: object) -> object:
 def _agree(kv: mx.kv.KVStore, flag: bool) -> bool:
     """Whether any worker says True (all stop, or checkpoint, after the same minibatch)."""
     return bool(_sum(kv, np.array([float(flag)], np.float32), "agreeing on the next minibatch")[0] > 0)
+
+
+def _meet(kv: mx.kv.KVStore) -> None:
+    """Wait until every worker is here (MXNet's barrier)."""
+    kv._barrier()
 
 
 def _total(kv: mx.kv.KVStore, x: mx.np.ndarray) -> mx.np.ndarray:

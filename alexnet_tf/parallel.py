@@ -44,7 +44,6 @@ from common.errors import UserError
 from common.replicas import Replicas, Step
 
 BACKEND = "tf"
-STALL = 10  # a collective exchange waits this many connect timeouts for a live worker (the chief writes meanwhile)
 SUM = tf.distribute.ReduceOp.SUM
 
 # ---- Replicas ----
@@ -88,9 +87,10 @@ def _workers(devices: int, device: str, workers: list[str], rank: int) -> Replic
     ms = int(timeout * 1000)
     context.context().configure_coordination_service(  # the strategy keeps these (its own have no bound)
         "standalone", service_leader="/job:worker/replica:0/task:0", cluster_register_timeout_in_ms=ms,
-        heartbeat_timeout_in_ms=ms, shutdown_barrier_timeout_in_ms=STALL * ms,
+        heartbeat_timeout_in_ms=ms, shutdown_barrier_timeout_in_ms=int(launch.stall_timeout() * 1000),
         coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=len(workers))])
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=STALL * timeout)
+    # A collective exchange waits longer for a live worker: the chief writes (and at the end evaluates) alone.
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=launch.stall_timeout())
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except tf.errors.UnknownError as e:
@@ -112,7 +112,8 @@ def _workers(devices: int, device: str, workers: list[str], rank: int) -> Replic
                         f"every worker")
     name = f"{_name(strategy, device_name(device))} x{count} ({len(workers)} workers)"
     return Replicas(device, name, on_cpu=device.startswith("/CPU"), count=count, rank=rank,
-                    processes=len(workers), engine=strategy, broadcast=partial(_broadcast, strategy), agree=agree)
+                    processes=len(workers), engine=strategy, broadcast=partial(_broadcast, strategy), agree=agree,
+                    meet=partial(_meet, strategy))
 
 
 def _strategy(devices: int, device: str) -> tf.distribute.Strategy:
@@ -181,6 +182,11 @@ def _agree(strategy: tf.distribute.Strategy, flag: bool) -> bool:
 
     with _together():
         return bool(strategy.reduce(SUM, strategy.experimental_distribute_values_from_function(mine), axis=None))
+
+
+def _meet(strategy: tf.distribute.Strategy) -> None:
+    """Wait until every worker is here (an exchange of nothing)."""
+    _agree(strategy, False)
 
 
 @contextmanager

@@ -51,7 +51,7 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
     count = dist.get_world_size()  # as the process group counts them
     return Replicas(here, f"{device_name(here)} x{count} (DDP)", on_cpu=here.type == "cpu", count=count,
                     rank=dist.get_rank(), processes=count, broadcast=_broadcast,
-                    agree=lambda flag: _agree(flag, here))
+                    agree=lambda flag: _agree(flag, here), meet=lambda: _meet(here))
 
 
 def close(replicas: Replicas) -> None:
@@ -75,6 +75,17 @@ def _agree(flag: bool, device: torch.device) -> bool:
     x = torch.tensor(int(flag), device=device)
     dist.all_reduce(x, op=dist.ReduceOp.MAX)
     return bool(x.item())
+
+
+def _meet(device: torch.device) -> None:
+    """Wait until every process is here (a barrier), so that a finished run's processes leave together.
+
+    A process that left while gloo's worker threads still held its last collective's tensors could abort
+    at exit ("terminate called without an active exception", seen with torch 2.14.1): a worker freeing a
+    tensor made in Python needs the GIL, which a finalizing interpreter no longer gives. By this barrier,
+    after rank 0's evaluation, they are long freed, and the barrier's own tensor is made in C++.
+    """
+    dist.barrier(device_ids=[device.index] if device.type == "cuda" else None)
 
 
 # ---- Data-parallel step ----

@@ -29,6 +29,7 @@ from common.errors import UserError, run_cli
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
+STALL = 10  # a wait on a process that is alive but busy alone (rank 0 evaluating) allows this many connect timeouts
 
 
 def connect_timeout() -> float:
@@ -36,16 +37,21 @@ def connect_timeout() -> float:
     return float(os.environ.get("ALEXNET_CONNECT_TIMEOUT", "120"))
 
 
+def stall_timeout() -> float:
+    """Seconds a process waits for another that works alone, such as rank 0 evaluating a finished run."""
+    return STALL * connect_timeout()
+
+
 @contextmanager
-def bounded(message: str) -> Iterator[None]:
+def bounded(message: str, seconds: float | None = None) -> Iterator[None]:
     """Stop this process with `error: message` if the block, a wait on the other processes, outlasts
-    connect_timeout(); the main thread is then stuck in (or about to be aborted by) the framework's C++."""
+    `seconds` (connect_timeout()); the main thread is then stuck in (or about to be aborted by) C++."""
 
     def give_up() -> None:  # from the timer's thread: one line, then out at once
         print(f"error: {message}", file=sys.stderr, flush=True)
         os._exit(UserError.exit_code)
 
-    timer = threading.Timer(connect_timeout(), give_up)
+    timer = threading.Timer(connect_timeout() if seconds is None else seconds, give_up)
     timer.daemon = True
     timer.start()
     try:

@@ -23,6 +23,10 @@ def _alone(value: object) -> object:
     return value
 
 
+def _here() -> None:
+    """Meet the other processes, with none: nothing to wait for."""
+
+
 @dataclass(frozen=True)
 class Replicas:
     """The replicas a run trains on, as this process sees them."""
@@ -36,6 +40,7 @@ class Replicas:
     engine: Any = None  # the framework's own handle: a tf.distribute strategy, MXNet's contexts
     broadcast: Callable[[object], object] = field(default=_alone, repr=False)  # rank 0's value, everywhere
     agree: Callable[[bool], bool] = field(default=_alone, repr=False)  # True everywhere if True anywhere
+    meet: Callable[[], None] = field(default=_here, repr=False)  # returns once every process has called it
 
     @property
     def is_main(self) -> bool:

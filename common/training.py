@@ -98,6 +98,15 @@ def evaluate_run(hooks: Hooks, net: Any, data: FashionMNIST, hp: HParams, replic
             "confusion": result["confusion"]}
 
 
+def leave_together(replicas: Replicas) -> None:
+    """Wait until every process has finished the run: the others wait while rank 0 evaluates alone."""
+    seconds = launch.stall_timeout()
+    with launch.bounded(f"the processes did not all reach the end of the run within {seconds:.0f} s: one stopped, "
+                        f"cannot be reached (its own error says why) or is slow (this wait is ten times "
+                        f"ALEXNET_CONNECT_TIMEOUT)", seconds):
+        replicas.meet()
+
+
 def remove_throwaway(args: argparse.Namespace) -> None:
     """--dry-run without --out: remove its directory, so nothing is kept."""
     if args.temporary_out and args.out is not None:
@@ -154,6 +163,7 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
                      "data": fashion_mnist.describe(data), "devices": replicas.count,
                      "init_weights": started_from, **evaluate_run(hooks, net, data, hp, replicas, run.out)}
             print(run.finish(replicas.name, extra))
+        leave_together(replicas)  # not when the run failed: a process may be gone
     finally:
         run.close()
         hooks.close(replicas)

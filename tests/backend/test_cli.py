@@ -1,5 +1,6 @@
 """`python -m alexnet_<fw>.train` end to end on tiny generated IDX files at the smallest input."""
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common import training
 from common.errors import UserError
 from common.spec import MIN_RESIZE
 from common.weights import load_weights
@@ -39,6 +41,19 @@ def test_end_to_end_writes_every_output(fw, backend, tiny_data, tmp_path, capsys
     assert summary["hparams"]["resize"] == MIN_RESIZE and summary["test_acc"] == metrics[-1]["test_acc"]
     assert set(load_weights(out / "weights.safetensors", MIN_RESIZE))
     assert len(list(out.glob("checkpoint-002.*"))) == 1 and not list(out.glob("checkpoint-001.*"))
+
+
+def test_a_finished_run_meets_the_other_processes_once_rank_0_has_evaluated(fw, tiny_data, tmp_path):
+    """The processes leave a finished run together, once rank 0 has evaluated it (Replicas.meet)."""
+    out, met = tmp_path / "run", []
+
+    def replicas(devices: int, device: str):
+        made = fw.train.HOOKS.replicas(devices, device)
+        return dataclasses.replace(made, meet=lambda: met.append((out / "summary.json").is_file()))
+
+    hooks = dataclasses.replace(fw.train.HOOKS, replicas=replicas)
+    training.main(hooks, [*FAST, "--data-dir", str(tiny_data), "--out", str(out), "--epochs", "1"])
+    assert met == [True]
 
 
 def test_resume_continues_exactly(fw, tiny_data, tmp_path):
