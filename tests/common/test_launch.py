@@ -27,6 +27,17 @@ def test_jax_gets_the_coordinator_and_its_place():
         "JAX_COORDINATOR_ADDRESS": "127.0.0.1:1234", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
 
 
+def test_a_wait_past_its_bound_ends_the_process_with_one_line(monkeypatch):
+    """launch.bounded: ten connect timeouts for a process that works alone; then out, with one line."""
+    stuck = ("import time; from common import launch\n"
+             "with launch.bounded('stuck', launch.stall_timeout()): time.sleep(60)")
+    env = {**os.environ, "ALEXNET_CONNECT_TIMEOUT": "0.05"}  # a bound of 0.5 s
+    done = subprocess.run([sys.executable, "-c", stuck], capture_output=True, text=True, timeout=30, env=env)
+    assert done.returncode == UserError.exit_code and done.stderr == "error: stuck\n"
+    monkeypatch.setenv("ALEXNET_CONNECT_TIMEOUT", "12")
+    assert launch.stall_timeout() == 120
+
+
 def test_the_command_uses_each_framework_own_launcher():
     assert launch.prefix("tf", 2, 1, "alexnet_tf.train") == ["python", "-m", "alexnet_tf.train"]
     assert launch.prefix("torch", 2, 2, "m")[:2] == ["torchrun", "--standalone"]
