@@ -82,7 +82,8 @@ def backend(session: nox.Session, name: str) -> None:
     """The shared backend tests against one backend, in its own venv (CPU builds), in two pytest workers.
 
     Most tests start processes and wait on their imports, so two workers took TensorFlow's suite from
-    356 to 228 s on 2 cores (docs/results.md: CI). `nox -s "backend(torch)" -- -n 0` runs them in one.
+    356 to 228 s on 2 cores (docs/results.md: CI); each worker's frameworks get half the cores (tests/conftest.py).
+    `nox -s "backend(torch)" -- -n 0` runs them in one.
     """
     for args in installs(name):
         session.install(*args)

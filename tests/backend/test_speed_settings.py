@@ -30,6 +30,13 @@ def test_mxnet_uses_every_core(backend):
     assert _environ(backend, "OMP_NUM_THREADS", OMP_NUM_THREADS="1") == "1"
 
 
+def test_tensorflow_takes_its_share_of_the_cores_from_omp_num_threads(backend):
+    if backend != "tf":
+        pytest.skip("TensorFlow's own thread pool ignores OMP_NUM_THREADS, each process's share of the cores")
+    assert _environ(backend, "TF_NUM_INTRAOP_THREADS", OMP_NUM_THREADS="1") == "1"
+    assert _environ(backend, "TF_NUM_INTRAOP_THREADS", OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="2") == "2"
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 @pytest.mark.parametrize("in_thread", [False, True], ids=["main thread", "another thread"])
 def test_torch_keeps_freed_memory(backend, in_thread):
