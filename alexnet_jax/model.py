@@ -69,7 +69,7 @@ _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 # Under jit the weights are drawn by one compiled program: op by op, NNX compiles each draw of each shape
-# on its own, and a process took 6.9 s to build the net instead of 2.5 (docs/results.md). Same values.
+# on its own, and a process took 6.9 s to build the net instead of 2.3 (docs/results.md: CI time). Same values.
 @nnx.jit(static_argnames=("resize", "seed"))
 def alexnet(resize: int = BOOK.resize, seed: int = 0) -> nnx.Sequential:
     """AlexNet for `resize` x `resize` grey images, with Xavier weights and zero biases, drawn from `seed`."""

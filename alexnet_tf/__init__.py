@@ -10,7 +10,7 @@ require("tf")  # one clear line, not a traceback, where the framework is missing
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 os.environ["KERAS_BACKEND"] = "tensorflow"  # this package is the TensorFlow backend, whatever the shell says
 # TensorFlow's own thread pool ignores OMP_NUM_THREADS, each process's share of the cores (common.launch, as
-# torchrun sets it); it reads TF_NUM_INTRAOP_THREADS, unless the user set that one (docs/results.md: CI).
+# torchrun sets it); it reads TF_NUM_INTRAOP_THREADS, unless the user set that one (docs/results.md: CI time).
 if "OMP_NUM_THREADS" in os.environ:
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", os.environ["OMP_NUM_THREADS"])
 

@@ -16,7 +16,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Each pytest-xdist worker's framework gets an equal share of the cores, as each process of a run does.
 
     Two workers whose OpenMP pools both took every core spun against each other: the test that trains longest
-    took 95 s instead of 38 in PyTorch, 58 instead of 47 in MXNet (docs/results.md: CI).
+    took 95 s instead of 38 in PyTorch, 58 instead of 47 in MXNet (docs/results.md: CI time).
     """
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")  # set in each worker, before its first framework import
     if workers:
