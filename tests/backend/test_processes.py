@@ -73,7 +73,7 @@ def test_interrupted_processes_resume_as_printed(backend, can, tiny_data, tmp_pa
     """Ctrl-C reaches every process through the launcher; the printed command continues the run."""
     out = tmp_path / "run"
     parallel = __import__(f"alexnet_{backend}.parallel", fromlist=["launch_command"])
-    command = [*parallel.launch_command(2, processes=2), *FAST, "--batch-size", "16", "--devices", "2",
+    command = [*parallel.launch_command(2, processes=2), *FAST, "--devices", "2",
                "--epochs", "100", "--data-dir", str(tiny_data), "--out", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     deadline = time.monotonic() + 300
