@@ -64,7 +64,7 @@ def _resize(text: str) -> int:
     return side
 
 
-# --quick: the book's network and loop on a budget, 5 to 6 minutes on a recent 2-core CPU (README: "A quick try").
+# --quick: the book's network and loop on a budget, 5 to 7 minutes on a recent 2-core CPU (README: "A quick try").
 QUICK = {"resize": 67, "epochs": 2, "batch_size": 64, "lr": 0.05}
 QUICK_TEXT = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
 
