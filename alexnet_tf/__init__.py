@@ -16,16 +16,20 @@ if "OMP_NUM_THREADS" in os.environ:
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr muted, so that a bad command line prints exactly one line.
+    """Import TensorFlow and find its devices with stderr muted, so that a bad command line prints one line.
 
     TensorFlow 2.21 logs through absl before absl is initialised, and such lines (the oneDNN
-    note, CUDA probing) ignore TF_CPP_MIN_LOG_LEVEL; an import error still propagates.
+    note, CUDA probing) ignore TF_CPP_MIN_LOG_LEVEL; so does the error line of PyPI's `tensorflow`,
+    a CUDA build, on a machine without a GPU ("failed call to cuInit"), written when it first lists
+    its devices. `--device gpu` says in one line when there is none; an import error still propagates.
     """
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()  # once per process: later calls print nothing
     finally:
         os.dup2(saved, 2)
         os.close(saved)
