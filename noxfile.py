@@ -28,7 +28,7 @@ def installs(backend: str) -> list[list[str]]:
     """The pip installs that make a backend's venv: a CPU build of its framework, then the project.
 
     NOX_TORCH names another PyTorch requirement; NOX_TORCH_INDEX (NOX_<NAME>_INDEX) the index it comes
-    from, for example PyTorch's CPU wheel index on a CPU-only Linux machine (README: Install), where
+    from, for example PyTorch's CPU wheel index on a CPU-only Linux machine (the README's first commands), where
     PyPI's torch is a CUDA build of several GB. A user installs the extra instead: pip install ".[torch]".
     """
     ci = [os.environ.get("NOX_TORCH", req) if req.startswith("torch==") else req

@@ -27,6 +27,7 @@ class Backend:
     in_process: bool  # whether one process can drive several replicas (else one process per replica)
     minimum: str = "0"  # the oldest release of its framework the code runs on (pyproject's extra says the same)
     gpu_bf16: bool = True  # whether --fast computes in bfloat16 on a GPU (common/precision.py decides per device)
+    newest_python: str = ""  # the newest Python its framework installs on, "" for any (pyproject's extra says the same)
 
     @property
     def package(self) -> str:
@@ -41,7 +42,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
             bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="2.16"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1",
-            gpu_bf16=False),
+            gpu_bf16=False, newest_python="3.11"),  # its numpy<1.24 has no wheels for 3.12 and cannot be built there
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.10", "flax>=0.12", "optax>=0.2.5"),
             "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.10"),
 )}
@@ -64,10 +65,15 @@ def installed_version(module: str) -> str | None:
     return None
 
 
-def problem(name: str, version: str | None = None) -> str | None:
-    """Why this Python cannot run a backend (its framework missing or too old), or None."""
+def problem(name: str, version: str | None = None, python: tuple[int, int] | None = None) -> str | None:
+    """Why this Python cannot run a backend (too new for it, its framework missing or too old), or None."""
     backend = BACKENDS[name]
-    fix = f"pip install '.[{backend.extra}]' in this environment (README: Install), or use the one that has it"
+    python = python or sys.version_info[:2]
+    if backend.newest_python and python > _release(backend.newest_python):
+        return (f"the {backend.title} backend runs on Python {backend.newest_python} or older, and {sys.executable} "
+                f"is Python {python[0]}.{python[1]}: make a venv with python{backend.newest_python} and "
+                f"pip install '.[{backend.extra}]' there (README: The backends)")
+    fix = f"pip install '.[{backend.extra}]' in this environment (README: The backends), or use the one that has it"
     missing = [m for m in backend.imports if importlib.util.find_spec(m) is None]
     if missing:
         return f"the {backend.title} backend needs {missing[0]}, which {sys.executable} does not have: {fix}"

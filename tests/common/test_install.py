@@ -29,9 +29,22 @@ def test_a_framework_too_old_is_named(monkeypatch):
     assert backends.problem("tf", version="2.21.0") is None
 
 
-def test_pyproject_extras_ask_for_the_same_minimum():
+def test_a_python_too_new_for_mxnet_is_named_before_its_missing_framework(monkeypatch):
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)  # as on 3.12: the extra gave nothing
+    found = backends.problem("mxnet", python=(3, 13))
+    assert "runs on Python 3.11 or older" in found and "is Python 3.13" in found, found
+    assert "make a venv with python3.11 and pip install '.[mxnet]' there" in found, found
+    assert "does not have" in backends.problem("mxnet", python=(3, 11))  # 3.11: the framework is what is missing
+    assert "does not have" in backends.problem("torch", python=(3, 13))  # the other backends run on 3.13
+
+
+def test_pyproject_extras_ask_for_the_same_minimum_and_newest_python():
     tomllib = pytest.importorskip("tomllib")
     with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
     for backend in BACKENDS.values():
         assert any(backend.minimum in req for req in extras[backend.extra]), (backend.name, extras[backend.extra])
+        if backend.newest_python:  # every requirement skipped on the Pythons after it, so that pip installs nothing
+            major, minor = backend.newest_python.split(".")
+            marker = f"; python_version < '{major}.{int(minor) + 1}'"
+            assert all(req.endswith(marker) for req in extras[backend.extra]), (backend.name, extras[backend.extra])
