@@ -14,11 +14,22 @@ from common.precision import compute_dtype
 # ---- Device ----
 
 
+def no_tf32() -> None:
+    """Float32 convolutions and matrix products in float32 on a GPU, not in TF32 (10 bits of mantissa, not 23).
+
+    The book's math is float32. On NVIDIA GPUs from Ampere on, XLA computes float32 convolutions and
+    matrix products in TF32 at JAX's default precision. Functions compiled after this use it; --fast's
+    bf16 layers name their own precision (fast_path).
+    """
+    jax.config.update("jax_default_matmul_precision", "float32")
+
+
 def get_device(name: str) -> jax.Device:
     """`auto`: a GPU if there is one, else the CPU; `gpu`: a GPU or a clear error."""
     if name in ("auto", "gpu"):
         gpus = [d for d in jax.devices() if d.platform == "gpu"]  # the default backend: CUDA where jaxlib has it
         if gpus:
+            no_tf32()
             return gpus[0]
     if name == "gpu":
         raise UserError("--device gpu: JAX sees no GPU (a CPU-only jaxlib or no CUDA device): use --device cpu, "
@@ -69,6 +80,7 @@ def fast_path(net: nnx.Sequential, device: jax.Device, compile: bool | None = No
     for layer in net.layers:
         if isinstance(layer, nnx.Conv | nnx.Linear):
             layer.dtype = jnp.bfloat16  # static: the steps compile once more for it
+            layer.precision = "default"  # bf16 as XLA computes it by default, whatever no_tf32 set for float32
     return net
 
 

@@ -1,5 +1,7 @@
 """Where and how MXNet computes one step: the device, the opt-in fast path, evaluation, the SGD step."""
 
+import os
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, npx
@@ -14,11 +16,22 @@ npx.set_np()
 # ---- Device ----
 
 
+def no_tf32() -> None:
+    """Float32 convolutions and matrix products in float32 on a GPU, not in TF32 (10 bits of mantissa, not 23).
+
+    The book's math is float32. On NVIDIA GPUs from Ampere on, cuDNN computes float32 convolutions in
+    TF32 by default, and MXNet has no switch for it: NVIDIA's libraries read NVIDIA_TF32_OVERRIDE=0 as
+    they start, so it is set before MXNet's first GPU work. --fast keeps float32 in MXNet.
+    """
+    os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+
+
 def _gpu_works() -> bool:
     """Whether MXNet can compute on GPU 0: a CUDA build of MXNet, a driver and a device."""
     try:
         if mx.context.num_gpus() == 0:
             return False
+        no_tf32()  # before MXNet's first work on the GPU
         mx.np.zeros(1, ctx=mx.gpu(0)).wait_to_read()
         return True
     except mx.base.MXNetError:  # e.g. a CUDA build without a driver

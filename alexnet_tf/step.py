@@ -12,9 +12,19 @@ from common.precision import compute_dtype
 # ---- Device ----
 
 
+def no_tf32() -> None:
+    """Float32 convolutions and matrix products in float32 on a GPU, not in TF32 (10 bits of mantissa, not 23).
+
+    The book's math is float32. On NVIDIA GPUs from Ampere on, TensorFlow runs float32 convolutions and
+    matrix products in TF32 unless told not to. --fast computes in bf16 instead.
+    """
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+
+
 def get_device(name: str) -> str:
     """`auto`: a GPU if there is one, else the CPU; `gpu`: a GPU or a clear error."""
     if name in ("auto", "gpu") and tf.config.list_physical_devices("GPU"):
+        no_tf32()
         return "/GPU:0"
     if name == "gpu":
         raise UserError("--device gpu: TensorFlow sees no GPU (no CUDA build or no CUDA device): use "

@@ -12,10 +12,21 @@ from common.precision import compute_dtype
 # ---- Device ----
 
 
+def no_tf32() -> None:
+    """Float32 convolutions and matrix products in float32 on a GPU, not in TF32 (10 bits of mantissa, not 23).
+
+    The book's math is float32. On NVIDIA GPUs from Ampere on, PyTorch runs float32 convolutions in TF32
+    unless told not to (its matrix products already stay float32). --fast computes in bf16 instead.
+    """
+    torch.backends.cudnn.allow_tf32 = False  # convolutions and RNNs alike (the newer per-operator switch mixed them)
+    torch.backends.cuda.matmul.allow_tf32 = False  # its default already
+
+
 def get_device(name: str) -> torch.device:
     """`auto`: a GPU if there is one, else the CPU; `gpu`: a GPU or a clear error."""
     if name in ("auto", "gpu"):
         if torch.cuda.is_available():
+            no_tf32()
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
