@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # Each framework made to report a GPU (it is never used: only the settings that come with picking one are read).
 SEE_A_GPU = {
     "torch": "torch.cuda.is_available = lambda: True",
@@ -56,3 +58,15 @@ def test_picking_a_gpu_turns_tf32_off(backend):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.split()
     assert lines[-4:] == ["before", "True", "after", "False"], proc.stdout  # each framework's default is TF32
+
+
+def test_the_gpu_machine_check_runs(backend):
+    if backend == "mxnet":
+        pytest.skip("MXNet's TF32 switch is read as NVIDIA's libraries start: the check cannot turn it back on")
+    proc = subprocess.run([sys.executable, "-m", "tests.tf32_check", backend], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"{backend} on ") and line.endswith("with the framework's default"), line
+    if " on cpu" in line.lower() or "/CPU" in line:  # no GPU here: the CPU against itself
+        assert "0.0e+00 with TF32 off, 0.0e+00 with the framework's default" in line, line
