@@ -70,3 +70,14 @@ def test_the_gpu_machine_check_runs(backend):
     assert line.startswith(f"{backend} on ") and line.endswith("with the framework's default"), line
     if " on cpu" in line.lower() or "/CPU" in line:  # no GPU here: the CPU against itself
         assert "0.0e+00 with TF32 off, 0.0e+00 with the framework's default" in line, line
+
+
+def test_jax_fast_path_keeps_xlas_default_precision(backend):
+    if backend != "jax":
+        pytest.skip("JAX's precision setting reaches bf16 products too; the other frameworks' switches are float32's")
+    code = PROGRAM.format(backend=backend, module="jax", alias="", tf32=TF32[backend], see_a_gpu=SEE_A_GPU[backend])
+    code += "program = lowered(step.fast_path(alexnet(67), jax.devices()[0]))\n"
+    code += "print('fast', program.count('HIGHEST'), program.count('DEFAULT'), 'bf16>' in program)\n"
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-4:] == ["fast", "0", "16", "True"], proc.stdout  # bf16, at XLA's default
