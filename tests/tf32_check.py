@@ -15,6 +15,7 @@ import numpy as np
 from common.parity import make_case, weights_of
 
 RESIZE = 224  # the book's input: every layer at its real size
+BATCH = 32
 
 
 def framework_default(backend: str) -> None:
@@ -48,16 +49,16 @@ def main() -> None:
     parser.add_argument("backends", nargs="+", choices=["torch", "tf", "jax"])
     for backend in parser.parse_args().backends:
         step = importlib.import_module(f"alexnet_{backend}.step")
-        case = make_case(RESIZE, batch=32)
+        case = make_case(RESIZE, batch=BATCH)
         cpu = logits(backend, case, step.get_device("cpu"))
         device = step.get_device("auto")  # a GPU where there is one: TF32 off
         off = logits(backend, case, device)
         framework_default(backend)
         on = logits(backend, case, device)
-        scale = np.abs(cpu).max()
-        print(f"{backend} on {step.device_name(device)}, {RESIZE}x{RESIZE}, batch 32: the logits' largest difference "
-              f"from the CPU's, relative to the largest logit: {np.abs(off - cpu).max() / scale:.1e} with TF32 off, "
-              f"{np.abs(on - cpu).max() / scale:.1e} with the framework's default", flush=True)
+        off_cpu, on_cpu = (np.abs(X - cpu).max() / np.abs(cpu).max() for X in (off, on))
+        print(f"{backend} on {step.device_name(device)}, {RESIZE}x{RESIZE}, batch {BATCH}: the logits' largest "
+              f"difference from the CPU's, relative to the largest logit: {off_cpu:.1e} with TF32 off, "
+              f"{on_cpu:.1e} with the framework's default", flush=True)
 
 
 if __name__ == "__main__":
