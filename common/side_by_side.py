@@ -21,10 +21,13 @@ the backends and hides the rest; each heading has an "only this" link, and "show
 `--only <anchor>` writes a page that holds only that file or section. `#only=...&font=large`
 (or the "Large font" button, remembered by the browser) sets the projector size.
 
+Comparing fewer backends: the header's boxes (remembered by the browser), or `backends=torch,jax` in
+the URL, show only those columns, wider; the lines then muted are those every column shown shares.
+
 Within a section, a line (ignoring its indentation) that every backend has is shared (class `s`)
 and drawn muted; the lines that differ (class `d`), the framework idioms, keep full colour and a
-bar on the left; blank lines are `b`. Each
-section lists the rows of docs/frameworks.md's API table and the README's "what differs, and
+bar on the left; blank lines are `b`. The page's script marks `s` and `d` again for the columns shown.
+Each section lists the rows of docs/frameworks.md's API table and the README's "what differs, and
 why" items that it illustrates (`STEPS` and `WHY` below), with relative links to both.
 """
 
@@ -257,7 +260,7 @@ section.sec > h3 { font-size: 1.05em; margin: 0 0 0.3em; }
 .refs table { border-collapse: collapse; margin: 0.3em 0; }
 .refs th, .refs td { border: 1px solid #ddd; padding: 0.15em 0.5em; text-align: left; vertical-align: top; }
 .refs p { margin: 0.3em 0; max-width: 60em; }
-.cols { display: grid; gap: 0.6em; }
+.cols { display: grid; grid-auto-flow: column; grid-auto-columns: minmax(0, 1fr); gap: 0.6em; }
 .col { min-width: 0; border: 1px solid #ccc; border-radius: 4px; overflow: hidden; }
 .colhead { background: #f3f3f3; padding: 0.2em 0.5em; font-size: 0.85em; border-bottom: 1px solid #ddd;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
@@ -268,6 +271,8 @@ pre.code > code { display: inline-block; min-width: 100%; font: inherit; }
 pre.code .l { display: block; min-height: 1.4em; padding: 0 0.6em; border-left: 3px solid transparent; }
 pre.code .l.s { background: #f1f1f1; opacity: 0.6; }
 pre.code .l.d { border-left-color: #e08a00; }
+[data-backend].off { display: none; }
+#pick { white-space: nowrap; font-size: 0.9em; } #pick label { margin-left: 0.6em; cursor: pointer; }
 .missing { padding: 0.5em; color: #a00; font-style: italic; }
 body.compact nav#contents, body.compact .legend { display: none; }
 body.compact section.file:not(.shown), body.compact section.sec:not(.shown) { display: none; }
@@ -294,7 +299,52 @@ SCRIPT = """
       window.scrollTo(0, 0);
     }
     if (p.get("font")) body.classList.toggle("big", p.get("font") === "large");
+    show(chosen(p));
   }
+  var boxes = Array.prototype.slice.call(document.querySelectorAll("#pick input"));
+  var started = false;
+  function picked() { return boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }); }
+  function chosen(p) {  // the URL's backends=torch,jax, else those shown (at first: the last choice here, or all)
+    var all = boxes.map(function (b) { return b.value; }), names = p.get("backends");
+    if (names === null && !started) try { names = localStorage.getItem("side-by-side-backends"); } catch (e) {}
+    started = true;
+    if (names === null) return picked();
+    var got = names.split(",").filter(function (b) { return all.indexOf(b) >= 0; });
+    return got.length ? got : all;
+  }
+  function text(line) { return line.textContent.trim(); }
+  function show(names) {  // hide the other columns (and table cells); mute the lines every column shown has
+    boxes.forEach(function (b) { b.checked = names.indexOf(b.value) >= 0; });
+    document.querySelectorAll("[data-backend]").forEach(function (el) {
+      el.classList.toggle("off", names.indexOf(el.dataset.backend) < 0);
+    });
+    document.querySelectorAll("section.sec").forEach(function (sec) {
+      var sets = [], whole = true, lines = [];
+      sec.querySelectorAll(".col").forEach(function (col) {
+        var code = col.querySelector("pre.code");
+        if (col.classList.contains("off")) return;
+        if (!code) { whole = false; return; }
+        var own = Array.prototype.slice.call(code.querySelectorAll(".l:not(.b)"));
+        sets.push(new Set(own.map(text)));
+        lines = lines.concat(own);
+      });
+      var shared = whole && sets.length > 1 ? sets.reduce(function (a, b) {
+        return new Set(Array.from(a).filter(function (t) { return b.has(t); })); }) : new Set();
+      lines.forEach(function (l) {
+        var s = shared.has(text(l));
+        l.classList.toggle("s", s);
+        l.classList.toggle("d", !s);
+      });
+    });
+  }
+  boxes.forEach(function (box) {
+    box.addEventListener("change", function () {
+      var names = picked();
+      if (!names.length) names = [box.value];  // at least one column
+      try { localStorage.setItem("side-by-side-backends", names.join(",")); } catch (e) {}
+      show(names);
+    });
+  });
   var toggle = document.getElementById("font-toggle");
   try { if (localStorage.getItem("side-by-side-font") === "large") body.classList.add("big"); } catch (e) {}
   toggle.addEventListener("click", function () {
@@ -333,15 +383,15 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
            "<meta name='viewport' content='width=device-width, initial-scale=1'>",
            f"<meta name='generator' content='common.side_by_side, Pygments {pygments_version()}'>",
            f"<title>{head}</title>",
-           f"<style>{STYLE}{pygments_css()}\n.cols {{ grid-template-columns: repeat({len(backends)}, "
-           "minmax(0, 1fr)); }</style></head><body>",
-           f"<header class='bar'><h1>{head}</h1><a id='show-all' href='#'>show all</a>"
+           f"<style>{STYLE}{pygments_css()}</style></head><body>",
+           f"<header class='bar'><h1>{head}</h1>{pick_html(backends)}<a id='show-all' href='#'>show all</a>"
            "<a href='#contents'>contents</a>"
            "<button id='font-toggle' type='button' title='a larger font, for a projector'>Large font</button>"
            "</header><main>",
            f"<p class='legend'>Columns: {html.escape(titles)}. Built by <code>python -m common.side_by_side</code> "
            "from the code; do not edit. Within a section, <span class='s'>muted lines</span> are the same in "
-           "every backend; <span class='d'>lines with a bar</span> differ: the framework idioms.</p>"]
+           "every backend shown; <span class='d'>lines with a bar</span> differ: the framework idioms. "
+           "The boxes at the top pick the backends to compare.</p>"]
     toc = ["<nav id='contents'>"]
     body = []
     for name, parts in files:
@@ -359,6 +409,14 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
     toc.append("</nav>")
     out += [*toc, *body, "</main>", f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(out) + "\n"
+
+
+def pick_html(backends: list[str]) -> str:
+    """A box per backend in the header: which columns the page shows (the script reads them)."""
+    short = {b: BACKENDS[b].title.split(" (")[0] for b in backends}  # "TensorFlow (Keras 3)" -> "TensorFlow"
+    boxes = "".join(f"<label><input type='checkbox' value='{b}' checked> {html.escape(short[b])}</label>"
+                    for b in backends)
+    return f"<span id='pick' title='the backends to compare'>{boxes}</span>"
 
 
 def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tuple[int, str]]],
@@ -396,10 +454,12 @@ def refs_html(sid: str, backends: list[str], docs: Docs) -> str:
         links = ", ".join(f"<a href='{Path(FRAMEWORKS_DOC).name}#{docs.steps_anchor}"
                           f"{text_fragment(s)}'>{inline_markdown(s)}</a>" for s in steps)
         out.append(f"<details><summary>API table (docs/frameworks.md): {links}</summary><table><tr><th>step</th>"
-                   + "".join(f"<th>{html.escape(BACKENDS[b].title)}</th>" for b in backends) + "</tr>")
+                   + "".join(f"<th data-backend='{b}'>{html.escape(BACKENDS[b].title)}</th>" for b in backends)
+                   + "</tr>")
         for s in steps:
             out.append(f"<tr><td>{inline_markdown(s)}</td>"
-                       + "".join(f"<td>{inline_markdown(docs.steps[s].get(b, ''))}</td>" for b in backends)
+                       + "".join(f"<td data-backend='{b}'>{inline_markdown(docs.steps[s].get(b, ''))}</td>"
+                                 for b in backends)
                        + "</tr>")
         out.append("</table></details>")
     if why:

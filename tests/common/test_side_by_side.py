@@ -44,11 +44,12 @@ def test_page_has_a_column_per_backend_in_the_lists_order(tmp_path):
         write(tmp_path, name, f"# ---- The network ----\nnet = {name}_net()\n")
     page = side_by_side.render(tmp_path)
     row = page[page.index("id='model-the-network'"):]
-    assert re.findall(r"data-backend='(\w+)'", row) == list(NAMES)
+    assert re.findall(r"<div class='col' data-backend='(\w+)'", row) == list(NAMES)
     assert [row.index(f"{name}_net") for name in NAMES] == sorted(row.index(f"{name}_net") for name in NAMES)
     assert all(f"<div class='colhead'>{BACKENDS[name].title}" in page for name in NAMES)
     assert "id='model'" in page and "id='data'" not in page
-    assert f"repeat({len(NAMES)}, minmax(0, 1fr))" in page
+    boxes = re.findall(r"<input type='checkbox' value='(\w+)' checked>", page)
+    assert boxes == list(NAMES)  # the header's boxes that pick the columns, all shown at first
 
 
 def test_a_file_one_backend_lacks_still_gets_its_column(tmp_path):
@@ -57,7 +58,7 @@ def test_a_file_one_backend_lacks_still_gets_its_column(tmp_path):
     write(tmp_path, FIRST, "# ---- Minibatches ----\nb = 1\n", "data.py")
     page = side_by_side.render(tmp_path)
     data = page[page.index("id='data-minibatches'"):]
-    assert re.findall(r"data-backend='(\w+)'", data) == list(NAMES)
+    assert re.findall(r"<div class='col' data-backend='(\w+)'", data) == list(NAMES)
     assert f"not in alexnet_{SECOND}/data.py" in data
 
 
@@ -97,7 +98,7 @@ def test_the_real_sections_survive_highlighting_line_for_line():
             continue
         line, code = side_by_side.numbered_sections(ROOT / f"alexnet_{b}" / "train.py")["The training loop"]
         col = page[page.index("id='train-the-training-loop'"):]
-        col = col[col.index(f"data-backend='{b}'"):]
+        col = col[col.index(f"<div class='col' data-backend='{b}'>"):]
         col = col[:col.index("</pre>")]
         assert f"alexnet_{b}/train.py:{line}<" in col
         source = (ROOT / f"alexnet_{b}" / "train.py").read_text().splitlines()
@@ -150,7 +151,8 @@ def test_the_page_is_self_contained_and_its_relative_links_resolve():
 def test_only_keeps_one_file_or_one_section(tmp_path):
     one = side_by_side.render(only="step-one-training-step")
     assert re.findall(r"<section class='sec' id='([^']+)'", one) == ["step-one-training-step"]
-    assert len(re.findall(r"data-backend=", one)) == len([b for b in NAMES if (ROOT / f"alexnet_{b}").is_dir()])
+    columns = re.findall(r"<div class='col' data-backend=", one)
+    assert len(columns) == len([b for b in NAMES if (ROOT / f"alexnet_{b}").is_dir()])
     data = side_by_side.render(only="data")
     assert {s.split("-")[0] for s in re.findall(r"<section class='sec' id='([^']+)'", data)} == {"data"}
     with pytest.raises(ValueError, match="no file or section"):

@@ -38,6 +38,19 @@ CHECK = """
     });
     return {count: count, wrapped: bad.slice(0, 5), nwrapped: bad.length};
   }
+  function shown() {  // per section: the backends of the columns shown, and how many lines are muted
+    var columns = {}, muted = {};
+    document.querySelectorAll("section.sec").forEach(function (s) {
+      columns[s.id] = Array.from(s.querySelectorAll(".col")).filter(function (c) {
+        return getComputedStyle(c).display !== "none"; }).map(function (c) { return c.dataset.backend; });
+      muted[s.id] = Array.from(s.querySelectorAll(".col:not(.off) .l.s")).length;
+    });
+    var boxes = Array.from(document.querySelectorAll("#pick input"));
+    var first = document.querySelector("section.sec .col:not(.off)");
+    return {columns: columns, muted: muted, width: first.getBoundingClientRect().width,
+      checked: boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }),
+      cells: document.querySelectorAll("td.off, th.off").length};
+  }
   var out = {sections: {}, toc: [], unresolved: [], scrolls: 0};
   document.querySelectorAll("section.sec").forEach(function (s) {
     out.sections[s.id] = Array.from(s.querySelectorAll(".col")).map(function (c) {
@@ -59,6 +72,12 @@ CHECK = """
   document.getElementById("font-toggle").click();
   out.font.push(parseFloat(getComputedStyle(code).fontSize));
   out.large = lines();
+  out.shown = shown();
+  history.replaceState(null, "", "#only=step-one-training-step");  // an "only this section" link
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+  out.moved = shown();
+  document.querySelector("#pick input:checked").click();  // the first backend shown, off
+  out.clicked = shown();
   var pre = document.createElement("pre");
   pre.id = "page-check";
   pre.textContent = JSON.stringify(out);
@@ -101,6 +120,48 @@ def test_every_backend_column_in_every_section_and_the_contents_resolve(page):
     assert set(expected) <= set(got["toc"])
     assert got["visible"] == expected
     assert got["background"] == "rgb(255, 255, 255)"  # light by default
+
+
+def expected_muted(names: list[str]) -> dict[str, int]:
+    """Per section, the lines (blank ones aside) that every one of these backends has, counted in each."""
+    out = {}
+    for name in side_by_side.FILES:
+        parts = {b: side_by_side.sections(side_by_side.ROOT / f"alexnet_{b}" / name) for b in names}
+        for title in dict.fromkeys(t for p in parts.values() for t in p):
+            codes = [p[title] for p in parts.values() if title in p]
+            shared = side_by_side.shared_lines(codes) if len(codes) == len(names) > 1 else set()
+            lines = [line.strip() for c in codes for line in c.splitlines()]
+            out[side_by_side.anchor(name, title)] = sum(line in shared for line in lines)
+    return out
+
+
+def test_the_boxes_pick_the_columns_and_the_muted_lines_follow(page):
+    every = present()
+    got = results(page)
+    assert got["shown"]["checked"] == every
+    assert all(cols == every for cols in got["shown"]["columns"].values())
+    assert got["shown"]["muted"] == expected_muted(every)  # the script agrees with the page as written
+    assert got["shown"]["cells"] == 0
+    rest = every[1:]  # after a click on the first box
+    assert got["clicked"]["checked"] == rest
+    assert all(cols == rest for cols in got["clicked"]["columns"].values())
+    assert got["clicked"]["muted"] == expected_muted(rest)
+    assert got["clicked"]["cells"] > 0  # the API tables' cells of that backend too
+
+
+def test_backends_in_the_url_show_those_columns_wider(page):
+    two = [present()[0], present()[-1]]
+    got = results(page, f"backends={','.join(two)}")
+    assert got["shown"]["checked"] == two
+    assert all(cols == two for cols in got["shown"]["columns"].values())
+    muted = got["shown"]["muted"]
+    assert muted == expected_muted(two)
+    every = expected_muted(present())
+    assert sum(muted.values()) / 2 > sum(every.values()) / len(present())  # per column: two share more lines
+    assert got["normal"]["nwrapped"] == 0
+    assert got["shown"]["width"] > 1.8 * results(page)["shown"]["width"]  # half the columns, twice as wide
+    assert got["moved"]["checked"] == two  # following a link keeps the choice
+    assert got["moved"]["columns"]["step-one-training-step"] == two
 
 
 def test_no_code_line_wraps_at_either_font_size(page):
