@@ -18,6 +18,8 @@ first section comment is `#train-imports`.
 
 Compact mode: `#only=<anchor>` (or `?only=<anchor>`) shows that one file or that one section across
 the backends and hides the rest; each heading has an "only this" link, and "show all" goes back.
+There the header links to the previous and the next section (or file), and the left and right arrow
+keys (which many presenter remotes send) follow those links, keeping the other settings.
 `--only <anchor>` writes a page that holds only that file or section. `#only=...&font=large`
 (or the "Large font" button, remembered by the browser) sets the projector size.
 
@@ -276,7 +278,10 @@ pre.code .l.d { border-left-color: #e08a00; }
 .missing { padding: 0.5em; color: #a00; font-style: italic; }
 body.compact nav#contents, body.compact .legend { display: none; }
 body.compact section.file:not(.shown), body.compact section.sec:not(.shown) { display: none; }
-#show-all { display: none; } body.compact #show-all { display: inline; }
+#show-all, .step { display: none; } body.compact #show-all, body.compact .step[href] { display: inline; }
+header.bar > * { white-space: nowrap; flex-shrink: 0; }
+header.bar > h1, header.bar > .step { flex-shrink: 1; min-width: 2em; }
+.step { max-width: 14em; overflow: hidden; text-overflow: ellipsis; }
 """
 
 SCRIPT = """
@@ -298,6 +303,7 @@ SCRIPT = """
       secs.forEach(function (s) { s.classList.add("shown"); });
       window.scrollTo(0, 0);
     }
+    steps(el);
     if (p.get("font")) body.classList.toggle("big", p.get("font") === "large");
     show(chosen(p));
   }
@@ -345,6 +351,33 @@ SCRIPT = """
       show(names);
     });
   });
+  function neighbours(el) {  // the sections (or files) before and after this one, in page order
+    var all = Array.from(document.querySelectorAll(el.classList.contains("file") ? "section.file" : "section.sec"));
+    var i = all.indexOf(el);
+    return {prev: all[i - 1], next: all[i + 1]};
+  }
+  function heading(sec) { return sec.querySelector("h2, h3").firstChild.textContent.trim(); }
+  function steps(el) {  // compact mode's previous and next links (and the arrow keys), the other settings kept
+    var near = el ? neighbours(el) : {};
+    ["prev", "next"].forEach(function (way) {
+      var link = document.getElementById(way), to = near[way];
+      if (!to) { link.removeAttribute("href"); return; }
+      var h = new URLSearchParams(location.hash.slice(1));
+      h.set("only", to.id);
+      link.href = "#" + h.toString().replace(/%2C/g, ",");
+      var file = to.closest("section.file"), title = heading(to);
+      if (file !== to && file !== el.closest("section.file")) title = heading(file) + ": " + title;  // another file
+      link.textContent = (way === "prev" ? "\u2190 " : "\u2192 ") + title;
+      link.title = title;
+    });
+  }
+  document.addEventListener("keydown", function (e) {  // the arrow keys, as many presenter remotes send
+    var way = {ArrowLeft: "prev", ArrowRight: "next"}[e.key], link = way && document.getElementById(way);
+    if (!link || !link.hasAttribute("href") || e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    if (e.target.closest && e.target.closest("input, pre")) return;  // a box, or code scrolled sideways
+    e.preventDefault();
+    location.hash = link.getAttribute("href");
+  });
   var toggle = document.getElementById("font-toggle");
   try { if (localStorage.getItem("side-by-side-font") === "large") body.classList.add("big"); } catch (e) {}
   toggle.addEventListener("click", function () {
@@ -384,7 +417,8 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
            f"<meta name='generator' content='common.side_by_side, Pygments {pygments_version()}'>",
            f"<title>{head}</title>",
            f"<style>{STYLE}{pygments_css()}</style></head><body>",
-           f"<header class='bar'><h1>{head}</h1>{pick_html(backends)}<a id='show-all' href='#'>show all</a>"
+           f"<header class='bar'><h1>{head}</h1><a id='prev' class='step'></a><a id='next' class='step'></a>"
+           f"{pick_html(backends)}<a id='show-all' href='#'>show all</a>"
            "<a href='#contents'>contents</a>"
            "<button id='font-toggle' type='button' title='a larger font, for a projector'>Large font</button>"
            "</header><main>",

@@ -51,7 +51,13 @@ CHECK = """
       checked: boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }),
       cells: document.querySelectorAll("td.off, th.off").length};
   }
-  var out = {sections: {}, toc: [], unresolved: [], scrolls: 0};
+  function steps() {  // compact mode's previous and next links: where each goes, its text, whether it shows
+    return ["prev", "next"].map(function (id) {
+      var a = document.getElementById(id);
+      return [a.getAttribute("href"), a.textContent, getComputedStyle(a).display !== "none"];
+    });
+  }
+  var out = {sections: {}, toc: [], unresolved: [], scrolls: 0, steps: steps()};
   document.querySelectorAll("section.sec").forEach(function (s) {
     out.sections[s.id] = Array.from(s.querySelectorAll(".col")).map(function (c) {
       return c.dataset.backend + ":" + (c.querySelector("pre.code") ? "code" : "missing");
@@ -73,9 +79,14 @@ CHECK = """
   out.font.push(parseFloat(getComputedStyle(code).fontSize));
   out.large = lines();
   out.shown = shown();
-  history.replaceState(null, "", "#only=step-one-training-step");  // an "only this section" link
+  var hash = new URLSearchParams(location.hash.slice(1));
+  hash.set("only", "step-one-training-step");  // an "only this section" link
+  history.replaceState(null, "", "#" + hash.toString().replace(/%2C/g, ","));
   window.dispatchEvent(new HashChangeEvent("hashchange"));
   out.moved = shown();
+  out.moved.steps = steps();
+  document.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowRight"}));  // a presenter's remote
+  out.moved.arrow = location.hash;
   document.querySelector("#pick input:checked").click();  // the first backend shown, off
   out.clicked = shown();
   var pre = document.createElement("pre");
@@ -162,6 +173,9 @@ def test_backends_in_the_url_show_those_columns_wider(page):
     assert got["shown"]["width"] > 1.8 * results(page)["shown"]["width"]  # half the columns, twice as wide
     assert got["moved"]["checked"] == two  # following a link keeps the choice
     assert got["moved"]["columns"]["step-one-training-step"] == two
+    wide = f"backends={','.join(two)}"
+    assert got["moved"]["steps"][1][0] == f"#{wide}&only=parallel-imports"  # the next one keeps the choice
+    assert got["moved"]["arrow"] == f"#{wide}&only=parallel-imports"
 
 
 def test_no_code_line_wraps_at_either_font_size(page):
@@ -174,14 +188,24 @@ def test_no_code_line_wraps_at_either_font_size(page):
     assert got["large"]["nwrapped"] == 0, got["large"]["wrapped"]
 
 
-@pytest.mark.parametrize(("only", "shown"), [
-    ("step-one-training-step", ["step-one-training-step"]),
-    ("data", ["data-imports", "data-resizing-on-the-device", "data-minibatches", "data-loading"]),
+@pytest.mark.parametrize(("only", "shown", "steps"), [
+    ("step-one-training-step", ["step-one-training-step"],
+     [["#only=step-evaluation", "\u2190 Evaluation"], ["#only=parallel-imports", "\u2192 parallel.py: (imports)"]]),
+    ("data", ["data-imports", "data-resizing-on-the-device", "data-minibatches", "data-loading"],
+     [["#only=model", "\u2190 model.py"], ["#only=step", "\u2192 step.py"]]),
 ])
-def test_compact_mode_shows_one_section_or_one_file(page, only, shown):
+def test_compact_mode_shows_one_section_or_one_file(page, only, shown, steps):
     got = results(page, f"only={only}")
     assert got["visible"] == shown
     assert got["normal"]["nwrapped"] == 0
+    assert [[href, text] for href, text, _ in got["steps"]] == steps  # the previous and next ones
+    assert all(show for *_, show in got["steps"])
+
+
+def test_the_whole_page_has_no_previous_or_next_and_the_arrows_step_on(page):
+    got = results(page)
+    assert got["steps"] == [[None, "", False], [None, "", False]]
+    assert got["moved"]["arrow"] == "#only=parallel-imports"
 
 
 def nonblank(png: Path) -> None:
