@@ -307,7 +307,7 @@ SCRIPT = """
     if (p.get("font")) body.classList.toggle("big", p.get("font") === "large");
     show(chosen(p));
   }
-  var boxes = Array.prototype.slice.call(document.querySelectorAll("#pick input"));
+  var boxes = Array.from(document.querySelectorAll("#pick input"));
   var started = false;
   function picked() { return boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }); }
   function chosen(p) {  // the URL's backends=torch,jax, else those shown (at first: the last choice here, or all)
@@ -330,7 +330,7 @@ SCRIPT = """
         var code = col.querySelector("pre.code");
         if (col.classList.contains("off")) return;
         if (!code) { whole = false; return; }
-        var own = Array.prototype.slice.call(code.querySelectorAll(".l:not(.b)"));
+        var own = Array.from(code.querySelectorAll(".l:not(.b)"));
         sets.push(new Set(own.map(text)));
         lines = lines.concat(own);
       });
