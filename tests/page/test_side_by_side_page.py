@@ -173,9 +173,9 @@ def test_backends_in_the_url_show_those_columns_wider(page):
     assert got["shown"]["width"] > 1.8 * results(page)["shown"]["width"]  # half the columns, twice as wide
     assert got["moved"]["checked"] == two  # following a link keeps the choice
     assert got["moved"]["columns"]["step-one-training-step"] == two
-    wide = f"backends={','.join(two)}"
-    assert got["moved"]["steps"][1][0] == f"#{wide}&only=parallel-imports"  # the next one keeps the choice
-    assert got["moved"]["arrow"] == f"#{wide}&only=parallel-imports"
+    choice = f"backends={','.join(two)}"
+    assert got["moved"]["steps"][1][0] == f"#{choice}&only=parallel-imports"  # the next one keeps the choice
+    assert got["moved"]["arrow"] == f"#{choice}&only=parallel-imports"
 
 
 def test_no_code_line_wraps_at_either_font_size(page):
