@@ -308,15 +308,15 @@ SCRIPT = """
     show(chosen(p));
   }
   var boxes = Array.from(document.querySelectorAll("#pick input"));
-  var started = false;
   function picked() { return boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }); }
-  function chosen(p) {  // the URL's backends=torch,jax, else those shown (at first: the last choice here, or all)
-    var all = boxes.map(function (b) { return b.value; }), names = p.get("backends");
-    if (names === null && !started) try { names = localStorage.getItem("side-by-side-backends"); } catch (e) {}
-    started = true;
-    if (names === null) return picked();
+  function parse(names) {  // "torch,jax": the backends it names, or all of them where it names none
+    var all = boxes.map(function (b) { return b.value; });
     var got = names.split(",").filter(function (b) { return all.indexOf(b) >= 0; });
     return got.length ? got : all;
+  }
+  function chosen(p) {  // the URL's backends=torch,jax, else those shown now
+    var names = p.get("backends");
+    return names === null ? picked() : parse(names);
   }
   function text(line) { return line.textContent.trim(); }
   function show(names) {  // hide the other columns (and table cells); mute the lines every column shown has
@@ -378,6 +378,10 @@ SCRIPT = """
     e.preventDefault();
     location.hash = link.getAttribute("href");
   });
+  try {  // the last choice of backends here, as the boxes show it before the first apply()
+    var saved = localStorage.getItem("side-by-side-backends");
+    if (saved !== null) boxes.forEach(function (b) { b.checked = parse(saved).indexOf(b.value) >= 0; });
+  } catch (e) {}
   var toggle = document.getElementById("font-toggle");
   try { if (localStorage.getItem("side-by-side-font") === "large") body.classList.add("big"); } catch (e) {}
   toggle.addEventListener("click", function () {
