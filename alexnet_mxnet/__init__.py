@@ -5,12 +5,13 @@ import socket
 import sys
 
 from common.backends import require
+from common.launch import cores
 
 require("mxnet")  # one clear line, not a traceback, where the framework is missing or too old
 
 # MXNet's OpenMP pool takes half the cores it sees (it assumes two hyperthreads per core): one thread on a
 # 2-core machine, which trained at half speed (docs/results.md). Every core, unless the user or the launcher set it.
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+os.environ.setdefault("OMP_NUM_THREADS", str(cores()))
 
 if os.environ.get("DMLC_ROLE") == "scheduler":  # `import mxnet` binds its port: name the port if it is taken
     with socket.socket() as _s:

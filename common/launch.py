@@ -135,11 +135,18 @@ def free_ports(count: int, first: int | None = None) -> list[int]:
             s.close()
 
 
+def cores() -> int:
+    """The CPU cores this process may run on: its affinity where the OS keeps one (Linux), else all of them."""
+    if hasattr(os, "sched_getaffinity"):  # not on macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def threads(processes: int) -> dict[str, str]:
     """An equal share of this machine's cores for each process's OpenMP pool (as torchrun sets), unless set."""
     if "OMP_NUM_THREADS" in os.environ:
         return {}
-    return {"OMP_NUM_THREADS": str(max(1, len(os.sched_getaffinity(0)) // processes))}
+    return {"OMP_NUM_THREADS": str(max(1, cores() // processes))}
 
 
 def start(backend: str, processes: int, command: list[str], port: int | None = None) -> Iterator[subprocess.Popen]:
@@ -234,6 +241,9 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError("no command to start: add -- python -m alexnet_<backend>.train --devices N ...")
     if args.processes < 1:
         raise UserError(f"--processes {args.processes}: pass 1 or more")
+    if os.name == "nt":
+        raise UserError("common.launch passes Ctrl-C on with POSIX signals, which Windows lacks: on Windows start each "
+                        "process by hand with its framework's variables (README: Several devices)")
     sys.exit(run(args.backend, args.processes, command, args.port))
 
 

@@ -101,10 +101,24 @@ def mode(fast: bool) -> str:
 def memory_record(peak_mb: float | None = None, what: str = "process peak RSS") -> dict:
     """Peak memory and what measured it: the device's allocator, or by default this process's peak RSS."""
     if peak_mb is None:
-        import resource
+        peak_mb = peak_rss_mb()
+        what = what if peak_mb is not None else "not measured: Windows has no getrusage"
+    return {"peak_mb": None if peak_mb is None else round(peak_mb, 1), "what": what}
 
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    return {"peak_mb": round(peak_mb, 1), "what": what}
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MiB, None where the OS does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
+
+
+def mib(memory: dict) -> str:
+    """A memory record's peak as whole MiB, or '-' where it was not measured."""
+    return "-" if memory.get("peak_mb") is None else f"{memory['peak_mb']:.0f}"
 
 
 # ---- The machine's ceiling ----
@@ -179,7 +193,7 @@ def bench_line(result: dict) -> str:
             f"batch {result['batch_size']}, "
             f"{result['resize']}x{result['resize']}: training {result['train_images_per_sec']:.1f} images/s, "
             f"evaluation {result['eval_images_per_sec']:.1f} images/s ({result['steps']} timed steps each), "
-            f"peak memory {result['memory']['peak_mb']:.0f} MiB ({result['memory']['what']})\n"
+            f"peak memory {mib(result['memory'])} MiB ({result['memory']['what']})\n"
             f"{ceiling_line(result)}")
 
 

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.metrics import DRIFT, ceiling_moved, mode
+from common.metrics import DRIFT, ceiling_moved, mib, mode
 
 
 def _summary(run: Path) -> dict:
@@ -73,7 +73,7 @@ def bench_table(path: Path) -> str:
             f"{'GFLOP/s':>9}{'of own':>8}{'of best':>8}{'eval img/s':>11}{'of own':>8}{'peak MiB':>9}"]
     for r in records:
         evaluation = f"{r['eval_images_per_sec']:.1f}" if "eval_images_per_sec" in r else "-"
-        memory = f"{r['memory']['peak_mb']:.0f}" if "memory" in r else "-"
+        memory = mib(r.get("memory", {}))
         per_image, reached, own, of_best, eval_own = "-", "-", "-", "-", "-"
         if "ceiling" in r:
             flops = r["train_images_per_sec"] * r["train_flops_per_image"]  # FLOP/s the training reached
@@ -106,7 +106,7 @@ def budget_table(runs: list[Path]) -> str:
         per_epoch = round(first["examples_per_sec"] * first["train_time"])  # training images in an epoch
         images, steps = per_epoch * s["epochs"], s["epochs"] * -(-per_epoch // hp["batch_size"])
         rows.append(f"{s['backend']:<8}{hp['batch_size']:>6}{hp['resize']:>6}{images:>9}{steps:>7}{s['loss']:>8.3f}"
-                    f"{s['test_acc']:>10.3f}{s['examples_per_sec']:>9.1f}{s['memory']['peak_mb']:>10.0f}")
+                    f"{s['test_acc']:>10.3f}{s['examples_per_sec']:>9.1f}{mib(s['memory']):>10}")
     return "\n".join(rows)
 
 

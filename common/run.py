@@ -10,12 +10,12 @@ Layout of `--out`:
     .lock                    held by the process using the run (the OS releases it when that process ends)
 """
 
-import fcntl
 import json
 import math
 import os
 import shlex
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,10 +25,16 @@ from pathlib import Path
 from common.atomic import atomic_path, atomic_write_text
 from common.errors import UserError
 from common.hparams import HParams
+from common.lock import Held, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
 
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json", "confusion.png",
              "predictions.png")
+
+
+def shell_word(text: str) -> str:
+    """`text` quoted as one word of a command line: cmd.exe's and PowerShell's on Windows, a POSIX shell's elsewhere."""
+    return subprocess.list2cmdline([text]) if os.name == "nt" else shlex.quote(text)
 
 
 def stored_settings(out: Path) -> dict:
@@ -144,25 +150,16 @@ class Run:
 
     def _hold_lock(self) -> None:
         """Take the run directory's lock, or refuse at once if another process holds it."""
-        lock = open(self.out / ".lock", "a+")
         try:
-            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
+            self._lock = hold(self.out / ".lock")
+        except Held as holder:
             raise UserError(f"{self.out} is in use by a run that is still going ({holder}): wait for it to end, "
                             f"or choose another --out") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}")
-        lock.flush()
-        self._lock = lock
 
     def close(self) -> None:
         """Let go of the run directory (the lock); the files stay."""
         if self._lock is not None:
-            self._lock.close()
+            release(self._lock)
             self._lock = None
 
     def _check_same_hparams(self, saved: dict) -> None:
@@ -223,7 +220,7 @@ class Run:
             return Interrupted(f"interrupted before the first checkpoint, so nothing was saved in {self.out}; "
                                f"run the same command again to start over")
         return Interrupted(f"interrupted: the checkpoint of {self.kept()} is kept in {self.out}; "
-                           f"continue with: {command} --out {shlex.quote(str(self.out))} --resume")
+                           f"continue with: {command} --out {shell_word(str(self.out))} --resume")
 
     def finish(self, device: str, extra: dict) -> str:
         """Write summary.json and return the book's final line."""

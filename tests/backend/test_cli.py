@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,6 +42,19 @@ def test_end_to_end_writes_every_output(fw, backend, tiny_data, tmp_path, capsys
     assert summary["hparams"]["resize"] == MIN_RESIZE and summary["test_acc"] == metrics[-1]["test_acc"]
     assert set(load_weights(out / "weights.safetensors", MIN_RESIZE))
     assert len(list(out.glob("checkpoint-002.*"))) == 1 and not list(out.glob("checkpoint-001.*"))
+
+
+def test_a_run_needs_nothing_that_windows_or_macos_lacks(backend, tiny_data, tmp_path):
+    """No fcntl, resource or os.sched_getaffinity, msvcrt's lock in fcntl's place (tests/harness/as_on_windows.py)."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # MXNet then counts the cores itself
+    proc = subprocess.run([sys.executable, "-m", "tests.harness.as_on_windows", f"alexnet_{backend}.train", *FAST,
+                           "--epochs", "1", "--train-limit", "64", "--data-dir", str(tiny_data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and BOOK_LINE.search(proc.stdout), proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["memory"] == {"peak_mb": None, "what": "not measured: Windows has no getrusage"}
+    assert re.fullmatch(r"pid \d+", (out / ".lock").read_text())  # written by the process that held it
 
 
 def test_a_finished_run_meets_the_other_processes_once_rank_0_has_evaluated(fw, tiny_data, tmp_path):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from common.launch import cores
 from common.precision import OVERRIDE
 from tests.harness.page_faults import USERS_OWN, kept, page_faults, unmapped
 
@@ -26,7 +27,7 @@ def _environ(backend: str, name: str, **env: str) -> str:
 def test_mxnet_uses_every_core(backend):
     if backend != "mxnet":
         pytest.skip("MXNet's OpenMP pool alone takes half the cores by default")
-    assert _environ(backend, "OMP_NUM_THREADS") == str(len(os.sched_getaffinity(0)))
+    assert _environ(backend, "OMP_NUM_THREADS") == str(cores())
     assert _environ(backend, "OMP_NUM_THREADS", OMP_NUM_THREADS="1") == "1"
 
 

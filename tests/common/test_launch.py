@@ -155,3 +155,16 @@ def test_each_process_gets_an_equal_share_of_the_cores(monkeypatch):
     assert launch.threads(2) == {"OMP_NUM_THREADS": "2"} and launch.threads(8) == {"OMP_NUM_THREADS": "1"}
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins, as with torchrun
     assert launch.threads(2) == {}
+
+
+def test_without_an_affinity_every_core_counts(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delattr(launch.os, "sched_getaffinity")  # macOS and Windows have none
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 6)
+    assert launch.cores() == 6 and launch.threads(2) == {"OMP_NUM_THREADS": "3"}
+
+
+def test_windows_is_told_to_start_the_processes_by_hand(monkeypatch):
+    monkeypatch.setattr(launch.os, "name", "nt")
+    with pytest.raises(UserError, match="Windows lacks: on Windows start each process by hand"):
+        launch.main(["--backend", "tf", "--", "python", "-m", "alexnet_tf.train"])

@@ -1,9 +1,13 @@
 """The heavy sessions' tables: a run that missed the bar or whose loss did not fall fails."""
 
 import json
+import resource
+import sys
+from types import SimpleNamespace
 
 import pytest
 
+from common import metrics
 from common.hparams import HParams
 from common.metrics import bench_line, bench_result, ceiling_around, gemm_ceiling, long_run, memory_record
 from common.report import bench_table, book_comparison, budget_table, converge_table
@@ -80,6 +84,27 @@ def test_memory_record_defaults_to_this_process():
                                                                    "what": "CUDA max_memory_allocated"}
     ours = memory_record()
     assert ours["what"] == "process peak RSS" and 10 < ours["peak_mb"] < 100_000  # MiB: pytest needs some
+
+
+def test_peak_memory_is_in_mib_on_macos_and_not_measured_on_windows(monkeypatch, tmp_path):
+    linux = metrics.peak_rss_mb()
+    monkeypatch.setattr(metrics.sys, "platform", "darwin")  # macOS gives ru_maxrss in bytes, Linux in KiB
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=kib * 1024))
+    assert metrics.peak_rss_mb() == pytest.approx(linux, rel=0.05)
+    monkeypatch.setitem(sys.modules, "resource", None)  # Windows has no resource module
+    unmeasured = memory_record()
+    assert unmeasured == {"peak_mb": None, "what": "not measured: Windows has no getrusage"}
+    ceiling = {"dtype": "float32", "side": 4096, "flops_per_sec": 60e9}
+    result = bench_result("torch", "cpu", 128, 224, 2, False, 10.0, 30.0, unmeasured, ceiling)
+    assert "peak memory - MiB (not measured: Windows has no getrusage)" in bench_line(result)
+    path = tmp_path / "b.jsonl"
+    path.write_text(json.dumps(result) + "\n")
+    assert bench_table(path).splitlines()[1].endswith("-")
+    run = fake_run(tmp_path / "run", "torch", [2.3, 1.0], 0.7)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "memory": unmeasured}))
+    assert budget_table([run]).splitlines()[1].endswith("-")
 
 
 def test_book_comparison_is_a_wall_time_ratio(tmp_path):

@@ -10,11 +10,13 @@ import sys
 
 import pytest
 
+from common import lock
 from common.epoch import StopRequests
 from common.errors import UserError, _sigterm
 from common.hparams import HParams
 from common.metrics import book_line, curve_points, epoch_record, estimate, estimate_line, examples_per_sec, plot_curves
-from common.run import Run
+from common.run import Run, shell_word
+from tests.harness.as_on_windows import msvcrt_stand_in
 
 HP = HParams(num_epochs=3, resize=67)
 
@@ -171,8 +173,15 @@ time.sleep(60)
 """
 
 
-def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("windows", [False, True], ids=["fcntl", "msvcrt"])
+def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path, monkeypatch, windows):
+    """Both processes lock as on POSIX, or both as on Windows (msvcrt's byte range, stood in for on Linux)."""
+    harness = ["-m", "tests.harness.as_on_windows"] if windows else []
+    if windows:
+        monkeypatch.setattr(lock, "fcntl", None)
+        monkeypatch.setattr(lock, "msvcrt", msvcrt_stand_in(), raising=False)
+    holder = subprocess.Popen([sys.executable, *harness, "-c", HOLD_THE_RUN, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(UserError, match=rf"in use by a run that is still going \(pid {holder.pid}\)"):
@@ -183,6 +192,12 @@ def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path):
     run = Run(tmp_path, "x", HP, "ckpt", force=True)
     run.close()
     Run(tmp_path, "x", HP, "ckpt", force=True).close()  # closed: the directory is free again
+
+
+def test_the_resume_command_quotes_the_directory_for_the_shell_at_hand(monkeypatch):
+    assert shell_word("runs/torch") == "runs/torch" and shell_word("my runs/x") == "'my runs/x'"
+    monkeypatch.setattr(os, "name", "nt")  # cmd.exe and PowerShell: no single quotes, backslashes as they are
+    assert shell_word(r"runs\torch") == r"runs\torch" and shell_word(r"my runs\x") == r'"my runs\x"'
 
 
 def test_files_get_the_users_normal_permissions(tmp_path):
