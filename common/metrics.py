@@ -219,7 +219,7 @@ def report_bench(result: dict, json_path: Path | None) -> None:
 def append_json_line(path: Path, record: dict) -> None:
     """Append one JSON line (benchmarks collect several runs in one file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 

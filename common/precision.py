@@ -28,7 +28,7 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str] | None:
         if platform.system() == "Darwin":
             return _mac_flags()
         try:
-            cpuinfo = CPUINFO.read_text()
+            cpuinfo = CPUINFO.read_text(encoding="utf-8", errors="replace")
         except OSError:  # Windows, or a sandbox without /proc
             return None
     for line in cpuinfo.splitlines():

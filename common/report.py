@@ -14,7 +14,7 @@ from common.metrics import DRIFT, ceiling_moved, mib, mode
 
 def _summary(run: Path) -> dict:
     """A finished run's summary.json, with its mode (faithful or fast)."""
-    s = json.loads((run / "summary.json").read_text())
+    s = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     return {**s, "mode": mode(s["hparams"].get("fast", False))}
 
 
@@ -25,7 +25,7 @@ def converge_table(runs: list[Path], min_acc: float) -> tuple[str, list[str]]:
     failures = []
     for run in runs:
         s = _summary(run)
-        losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+        losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
         rows.append(f"{s['backend']:<8}{s['mode']:<10}{s['device'][:27]:<28}{s['epochs']:>7}{s['loss']:>8.3f}"
                     f"{s['train_acc']:>11.3f}{s['test_acc']:>10.3f}{s['wall_time']:>9.1f}"
                     f"{s['examples_per_sec']:>9.1f}")
@@ -39,7 +39,7 @@ def converge_table(runs: list[Path], min_acc: float) -> tuple[str, list[str]]:
 
 def book_comparison(book: Path, runs: list[Path]) -> str:
     """The book's data path against PyTorch's faithful run with the same settings: wall times and their ratio."""
-    b = json.loads(book.read_text().splitlines()[-1])
+    b = json.loads(book.read_text(encoding="utf-8").splitlines()[-1])
     line = (f"the book's data path (4 loader workers, PIL per image): {b['wall_time']:.1f}s wall, "
             f"test acc {b['test_acc']:.3f}")
     faithful = [s for s in map(_summary, runs) if s["backend"] == "torch" and s["mode"] == "faithful"]
@@ -66,7 +66,7 @@ def bench_table(path: Path) -> str:
     "of own" is the share of the backend's own matrix product in the mode's precision; "of best" the
     share of the fastest one any backend measured in this run, the nearest to the machine's limit.
     """
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     ceilings = _ceilings(records)
     best = {dtype: max(rate for (_, d), rate in ceilings.items() if d == dtype) for _, dtype in ceilings}
     rows = [f"{'backend':<18}{'mode':<10}{'computes':<10}{'batch':>6}{'input':>6}{'GFLOP/img':>10}{'train img/s':>12}"
@@ -102,7 +102,7 @@ def budget_table(runs: list[Path]) -> str:
     for run in runs:
         s = _summary(run)
         hp = s["hparams"]
-        first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+        first = json.loads((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])
         per_epoch = round(first["examples_per_sec"] * first["train_time"])  # training images in an epoch
         images, steps = per_epoch * s["epochs"], s["epochs"] * -(-per_epoch // hp["batch_size"])
         rows.append(f"{s['backend']:<8}{hp['batch_size']:>6}{hp['resize']:>6}{images:>9}{steps:>7}{s['loss']:>8.3f}"

@@ -40,7 +40,7 @@ def shell_word(text: str) -> str:
 def stored_settings(out: Path) -> dict:
     """The hyperparameters of the run in `out` and its --data-dir (as `data_dir`); empty where there is no run."""
     try:
-        state = json.loads((Path(out) / "state.json").read_text())
+        state = json.loads((Path(out) / "state.json").read_text(encoding="utf-8"))
         return {**state["hparams"], "data_dir": state.get("data_dir")}
     except (OSError, ValueError, KeyError, TypeError):
         return {}  # Run says what is wrong when it opens the directory
@@ -134,7 +134,7 @@ class Run:
                             f"a new run, or point --out at the run to continue")
         self._hold_lock()
         try:
-            state = json.loads(self.state_path.read_text())
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{self.state_path} is corrupt ({e}): start a new run with --force") from None
         if state["backend"] != self.backend:

@@ -52,7 +52,7 @@ def compare(report: dict) -> list[str]:
 def read_report(path: Path) -> dict:
     """Read a report JSON file, with a clear error for a missing or malformed one."""
     try:
-        report = json.loads(Path(path).read_text())
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
         report["backend"], report["resize"], report["layers"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path} is not a layer-shape report ({e}): regenerate it with "

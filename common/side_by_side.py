@@ -96,7 +96,7 @@ def numbered_sections(path: Path) -> dict[str, tuple[int, str]]:
     parts: dict[str, list[str]] = {PREAMBLE: []}
     starts = {PREAMBLE: 1}
     current = PREAMBLE
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         match = SECTION.match(line)
         if match:
             current = match.group(1)
@@ -170,7 +170,7 @@ def read_docs(root: Path = ROOT) -> Docs:
     steps_anchor = why_anchor = ""
     doc = root / FRAMEWORKS_DOC
     if doc.exists():
-        text = doc.read_text()
+        text = doc.read_text(encoding="utf-8")
         heading = re.search(r"^# (.+)$", text, re.MULTILINE)
         steps_anchor = github_anchor(heading.group(1)) if heading else ""
         rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
@@ -182,7 +182,7 @@ def read_docs(root: Path = ROOT) -> Docs:
     why: dict[str, str] = {}
     readme = root / README
     if readme.exists():
-        text = readme.read_text()
+        text = readme.read_text(encoding="utf-8")
         heading = WHY_HEADING.search(text)
         if heading:
             why_anchor = github_anchor(heading.group(1))
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         p.error(str(e))
     if args.check:
-        if not args.out.exists() or args.out.read_text() != page:
+        if not args.out.exists() or args.out.read_text(encoding="utf-8") != page:
             print(f"{args.out} is stale: regenerate it with python -m common.side_by_side --out {args.out}")
             raise SystemExit(1)
         print(f"{args.out} is up to date")

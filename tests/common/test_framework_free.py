@@ -12,7 +12,7 @@ from common.backends import FRAMEWORKS
 
 def test_no_framework_in_common_sources():
     for path in Path(common.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):

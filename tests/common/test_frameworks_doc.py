@@ -9,12 +9,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def source(backend: str) -> str:
-    return "\n".join(p.read_text() for p in (ROOT / f"alexnet_{backend}").glob("*.py"))
+    return "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / f"alexnet_{backend}").glob("*.py"))
 
 
 def table() -> list[list[str]]:
     """The API table's rows (the header first), as lists of cells."""
-    lines = [line for line in (ROOT / "docs" / "frameworks.md").read_text().splitlines()
+    lines = [line for line in (ROOT / "docs" / "frameworks.md").read_text(encoding="utf-8").splitlines()
              if line.startswith("| ") and not line.startswith("| ---")]
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
 

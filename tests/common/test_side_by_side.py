@@ -5,7 +5,10 @@ tests/page/test_side_by_side_page.py, run by `nox -s side_by_side`.
 """
 
 import html
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +27,7 @@ def test_every_section_exists_in_every_backend():
 
 def write(root: Path, backend: str, text: str, name: str = "model.py") -> None:
     (root / f"alexnet_{backend}").mkdir(parents=True, exist_ok=True)
-    (root / f"alexnet_{backend}" / name).write_text(text)
+    (root / f"alexnet_{backend}" / name).write_text(text, encoding="utf-8")
 
 
 def test_a_missing_or_extra_section_is_reported(tmp_path):
@@ -101,7 +104,7 @@ def test_the_real_sections_survive_highlighting_line_for_line():
         col = col[col.index(f"<div class='col' data-backend='{b}'>"):]
         col = col[:col.index("</pre>")]
         assert f"alexnet_{b}/train.py:{line}<" in col
-        source = (ROOT / f"alexnet_{b}" / "train.py").read_text().splitlines()
+        source = (ROOT / f"alexnet_{b}" / "train.py").read_text(encoding="utf-8").splitlines()
         assert source[line - 1] == code.splitlines()[0]
         got = [text_of(x) for x in re.findall(r"<span class='l \w'>(.*?)</span>(?=<span class='l|</code>)", col)]
         assert got == code.splitlines()
@@ -159,7 +162,7 @@ def test_only_keeps_one_file_or_one_section(tmp_path):
         side_by_side.render(only="nope")
     out = tmp_path / "step.html"
     side_by_side.main(["--only", "step-one-training-step", "--out", str(out)])
-    assert out.read_text() == one
+    assert out.read_text(encoding="utf-8") == one
 
 
 def test_check_flag_reports_a_stale_page(tmp_path, capsys):
@@ -173,11 +176,21 @@ def test_check_flag_reports_a_stale_page(tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
 
 
+def test_the_page_is_the_same_where_text_is_not_utf8_by_default(tmp_path):
+    """Windows reads and writes text in its own code page unless told otherwise; here an ASCII locale stands in."""
+    out = tmp_path / "page.html"
+    ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    proc = subprocess.run([sys.executable, "-m", "common.side_by_side", "--out", str(out)], env=ascii_locale,
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text(encoding="utf-8") == side_by_side.render()
+
+
 def test_the_committed_page_is_up_to_date():
     """docs/side_by_side.html is committed so that it opens from a clone without Python; it must be
     what the code gives now. Made with another Pygments release, only its text has to agree."""
     assert PAGE.exists(), "docs/side_by_side.html is missing: python -m common.side_by_side"
-    committed, fresh = PAGE.read_text(), side_by_side.render()
+    committed, fresh = PAGE.read_text(encoding="utf-8"), side_by_side.render()
     made_with = re.search(r"Pygments ([^'\"]+)", committed)
     fix = "docs/side_by_side.html is stale: regenerate it with python -m common.side_by_side (or nox -s side_by_side)"
     if made_with and made_with.group(1) == side_by_side.pygments_version():

@@ -37,7 +37,7 @@ def modules() -> dict[str, Path]:
 def imports(path: Path, known: set[str]) -> set[str]:
     """The project modules that a file imports, at the top or inside functions."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name in known}
         elif isinstance(node, ast.ImportFrom) and node.module in known:
@@ -92,7 +92,7 @@ def test_each_backend_imports_in_one_direction():
 
 def public_names(path: Path) -> list[str]:
     """The top-level public functions and classes of a file, in order."""
-    tree = ast.parse(path.read_text())
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)
             and not node.name.startswith("_")]
 
@@ -114,7 +114,7 @@ def test_every_backend_defines_the_same_public_names_in_the_same_order():
 
 def test_every_listed_backend_has_its_package_and_its_extra():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
     for backend in BACKENDS.values():
         assert (ROOT / backend.package / "__init__.py").is_file(), backend.package
         assert backend.extra in extras, f"pyproject.toml has no extra {backend.extra!r} for {backend.name}"

@@ -103,7 +103,7 @@ def page(tmp_path_factory) -> Path:
     """The page as the code gives it now, with the check script added, beside a copy of the docs it links."""
     folder = tmp_path_factory.mktemp("page")
     path = folder / "side_by_side.html"
-    path.write_text(side_by_side.render().replace("</body>", CHECK + "</body>"))
+    path.write_text(side_by_side.render().replace("</body>", CHECK + "</body>"), encoding="utf-8")
     return path
 
 
@@ -224,7 +224,7 @@ def nonblank(png: Path) -> None:
 @pytest.mark.parametrize("fragment", ["", "only=step-one-training-step&font=large"], ids=["top", "step-large"])
 def test_screenshot_is_not_blank(tmp_path, fragment):
     path = tmp_path / "side_by_side.html"
-    path.write_text(side_by_side.render())
+    path.write_text(side_by_side.render(), encoding="utf-8")
     png = chromium.screenshot(path, tmp_path / "shot.png", fragment)
     nonblank(png)
     keep = os.environ.get("SIDE_BY_SIDE_SHOTS")
