@@ -7,6 +7,7 @@ the noxfile's sessions, the side-by-side page and the parity and docs checks all
 import importlib.metadata
 import importlib.util
 import re
+import shutil
 import sys
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ class Backend:
     minimum: str = "0"  # the oldest release of its framework the code runs on (pyproject's extra says the same)
     gpu_bf16: bool = True  # whether --fast computes in bfloat16 on a GPU (common/precision.py decides per device)
     newest_python: str = ""  # the newest Python its framework installs on, "" for any (pyproject's extra says the same)
+    gpu_build: str = ""  # how to get a build of its framework that uses an NVIDIA GPU, for a run that found none
 
     @property
     def package(self) -> str:
@@ -37,14 +39,18 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "PyTorch", ("torch",), "torch", ("torch==2.13.0",), "NCHW",
-            bf16=True, profile_table=True, launcher="torchrun", in_process=False, minimum="2.4"),
+            bf16=True, profile_table=True, launcher="torchrun", in_process=False, minimum="2.4",
+            gpu_build="install PyTorch's CUDA build, as pytorch.org's install selector gives it"),
     Backend("tf", "TensorFlow (Keras 3)", ("tensorflow", "keras"), "tf", ("tensorflow-cpu>=2.16",), "NHWC",
-            bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="2.16"),
+            bf16=True, profile_table=False, launcher="common.launch", in_process=True, minimum="2.16",
+            gpu_build="pip install 'tensorflow[and-cuda]' on Linux (on Windows, in WSL2)"),
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1",
-            gpu_bf16=False, newest_python="3.11"),  # its numpy<1.24 has no wheels for 3.12 and cannot be built there
+            gpu_bf16=False, newest_python="3.11",  # its numpy<1.24 has no wheels for 3.12 and cannot be built there
+            gpu_build="pip install mxnet-cu112==1.9.1 in place of mxnet (Linux, with CUDA 11.2)"),
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.10", "flax>=0.12", "optax>=0.2.5"),
-            "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.10"),
+            "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.10",
+            gpu_build="pip install -U 'jax[cuda12]' on Linux (on Windows, in WSL2)"),
 )}
 NAMES = tuple(BACKENDS)
 FRAMEWORKS = frozenset(m for b in BACKENDS.values() for m in b.imports)  # common/ imports none of them
@@ -82,6 +88,16 @@ def problem(name: str, version: str | None = None, python: tuple[int, int] | Non
         return (f"the {backend.title} backend needs {backend.imports[0]} {backend.minimum} or newer, and "
                 f"{sys.executable} has {version}: {fix}")
     return None
+
+
+def unused_gpu(name: str) -> str | None:
+    """Why a run that looked for a GPU is on the CPU where this machine has an NVIDIA one (its driver's nvidia-smi)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    backend = BACKENDS[name]
+    return (f"this machine has an NVIDIA GPU, and {backend.title} here cannot use it (a CPU build, or a driver it "
+            f"does not match), so this run is on the CPU: {backend.gpu_build} (--device cpu trains on the CPU "
+            f"without this note)")
 
 
 def require(name: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from common import fashion_mnist, launch
+from common.backends import unused_gpu
 from common.cli import hparams_from_args, parse_args
 from common.epoch import Loop, StopRequests
 from common.fashion_mnist import FashionMNIST
@@ -138,6 +139,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         if replicas.is_main:
             print(fashion_mnist.describe(data))
             print(f"training on {replicas.name}, writing to {run.out}")
+            if args.device == "auto" and replicas.on_cpu and (why := unused_gpu(hooks.backend)):
+                print(f"note: {why}")
             if hp.fast and (why := float32_reason(hooks.backend, replicas.on_cpu)):
                 print(f"note: --fast computes in float32 here: {why}")
         net, trainer = hooks.build(hp, replicas)

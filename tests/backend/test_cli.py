@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common import training
+from common.backends import unused_gpu
 from common.errors import UserError
 from common.spec import MIN_RESIZE
 from common.weights import load_weights
@@ -57,6 +58,19 @@ def test_a_run_needs_nothing_that_windows_or_macos_lacks(backend, tiny_data, tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["memory"] == {"peak_mb": None, "what": "not measured: Windows has no getrusage"}
     assert re.fullmatch(r"pid \d+", (out / ".lock").read_text())  # written by the process that held it
+
+
+def test_a_gpu_its_framework_cannot_use_is_noted(fw, backend, tiny_data, tmp_path, monkeypatch, capsys):
+    """An NVIDIA driver (its nvidia-smi) and a framework that found no GPU: the note names the build to install."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\n", encoding="utf-8")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
+    train(fw, tiny_data, tmp_path / "auto", "--dry-run")
+    assert f"note: {unused_gpu(backend)}\n" in capsys.readouterr().out
+    train(fw, tiny_data, tmp_path / "cpu", "--dry-run", "--device", "cpu")
+    assert "NVIDIA" not in capsys.readouterr().out  # the CPU was asked for
 
 
 def test_a_finished_run_meets_the_other_processes_once_rank_0_has_evaluated(fw, tiny_data, tmp_path):

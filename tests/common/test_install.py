@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common import backends
-from common.backends import BACKENDS, NAMES
+from common.backends import BACKENDS, NAMES, unused_gpu
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -48,3 +48,16 @@ def test_pyproject_extras_ask_for_the_same_minimum_and_newest_python():
             major, minor = backend.newest_python.split(".")
             marker = f"; python_version < '{major}.{int(minor) + 1}'"
             assert all(req.endswith(marker) for req in extras[backend.extra]), (backend.name, extras[backend.extra])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_gpu_the_framework_cannot_use_is_named_with_the_build_that_can(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert unused_gpu(name) is None  # no NVIDIA driver: nothing to say
+    smi = tmp_path / "nvidia-smi"  # what an NVIDIA driver installs
+    smi.write_text("#!/bin/sh\n", encoding="utf-8")
+    smi.chmod(0o755)
+    note = unused_gpu(name)
+    backend = BACKENDS[name]
+    assert note.startswith(f"this machine has an NVIDIA GPU, and {backend.title} here cannot use it")
+    assert backend.gpu_build and backend.gpu_build in note and "--device cpu" in note
