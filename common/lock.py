@@ -53,4 +53,3 @@ def _lock(f: BinaryIO) -> None:
     else:
         f.seek(WINDOWS_BYTE)  # msvcrt locks from the file's position
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-
