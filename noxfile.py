@@ -16,7 +16,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the project's own framework-free list
-from common.backends import BACKENDS, NAMES
+from common.backends import BACKENDS, NAMES, unsupported
 
 nox.options.sessions = ["lint", "common", "side_by_side", "backend", "compare_shapes", "parity", "export"]
 nox.options.error_on_missing_interpreters = True
@@ -40,10 +40,18 @@ def installs(backend: str) -> list[list[str]]:
     return [*framework, list(project)]
 
 
+def here(session: nox.Session) -> list[str]:
+    """The backends whose frameworks install with this Python on this machine; says which are left out and why."""
+    for name in NAMES:
+        if why := unsupported(name):
+            session.warn(f"{name} left out: {why}")
+    return [name for name in NAMES if not unsupported(name)]
+
+
 def backend_python(session: nox.Session, backend: str) -> str:
     """The Python of a backend's venv (the backend session's), made like it when missing."""
     venv = Path(".nox") / f"backend-{backend}"
-    python = venv / "bin" / "python"
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(venv), external=True)
         for args in installs(backend):
@@ -85,6 +93,8 @@ def backend(session: nox.Session, name: str) -> None:
     356 to 228 s on 2 cores (docs/results.md: CI); each worker's frameworks get half the cores (tests/conftest.py).
     `nox -s "backend(torch)" -- -n 0` runs them in one.
     """
+    if why := unsupported(name):
+        session.skip(why)
     for args in installs(name):
         session.install(*args)
     session.run("pytest", "tests/backend", "--backend", name, "-n", "2", *session.posargs, env=suite_env(name))
@@ -110,7 +120,7 @@ def compare_shapes(session: nox.Session) -> None:
     out = EXCHANGE / "shapes"
     out.mkdir(parents=True, exist_ok=True)
     reports = []
-    for backend in NAMES:
+    for backend in here(session):
         python = backend_python(session, backend)
         for resize in (224, 100, 67):
             proc = subprocess.run([python, "-m", f"alexnet_{backend}.model", "--json", "--resize", str(resize)],
@@ -131,7 +141,7 @@ def parity(session: nox.Session) -> None:
     work = EXCHANGE / "parity"
     session.run("python", "-c", f"import shutil; shutil.rmtree({str(work)!r}, ignore_errors=True)")
     session.run("python", "-m", "tests.parity_check", "make", "--dir", str(work))
-    pythons = {backend: backend_python(session, backend) for backend in NAMES}
+    pythons = {backend: backend_python(session, backend) for backend in here(session)}
     for backend, python in pythons.items():
         for resize in (224, 67):
             session.run(python, "-m", "tests.parity_worker", "step", "--backend", backend, "--resize",
@@ -157,7 +167,7 @@ def export(session: nox.Session) -> None:
     venvs (PyTorch's gets the export extra) and no venv of its own."""
     work = EXCHANGE / "export"
     shutil.rmtree(work, ignore_errors=True)
-    pythons = {backend: backend_python(session, backend) for backend in NAMES}
+    pythons = {backend: backend_python(session, backend) for backend in here(session)}
     torch = pythons["torch"]
     session.run(torch, "-m", "pip", "install", "-q", "-e", ".[export]", external=True)
     for resize, batch in ((224, 4), (67, 8)):
@@ -213,7 +223,7 @@ def converge(session: nox.Session) -> None:
     if gpu:
         backends, flags, min_acc = ["torch"], [], "0.87"
     else:
-        backends, min_acc = list(NAMES), "0.5"
+        backends, min_acc = here(session), "0.5"
         flags = ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000", "--epochs", "4",
                  "--batch-size", "64", "--lr", "0.03"]
     runs, quick = [], []
@@ -264,7 +274,8 @@ def bench(session: nox.Session) -> None:
     results.unlink(missing_ok=True)
     steps = session.posargs or ["--steps", "3"]
     gpu = _cpu_or_gpu(session)
-    for backend in NAMES:
+    backends = here(session)
+    for backend in backends:
         python = backend_python(session, backend)
         for batch_size, mode in [("32", "faithful"), ("64", "faithful"), ("128", "faithful"), ("128", "fast"),
                                  ("256", "faithful")]:
@@ -278,7 +289,7 @@ def bench(session: nox.Session) -> None:
     budget = ["--epochs", "2"] if gpu else ["--resize", "67", "--train-limit", "10000", "--test-limit", "2000",
                                              "--epochs", "1", "--lr", "0.03"]
     runs = []
-    for backend in ["torch"] if gpu else NAMES:
+    for backend in ["torch"] if gpu else backends:
         for batch_size in ("32", "64", "128", "256"):
             runs.append(str(out / f"budget-{backend}-{batch_size}"))
             session.run(backend_python(session, backend), "-m", f"alexnet_{backend}.train", *budget,

@@ -6,6 +6,7 @@ the noxfile's sessions, the side-by-side page and the parity and docs checks all
 
 import importlib.metadata
 import importlib.util
+import platform
 import re
 import shutil
 import sys
@@ -30,6 +31,7 @@ class Backend:
     gpu_bf16: bool = True  # whether --fast computes in bfloat16 on a GPU (common/precision.py decides per device)
     newest_python: str = ""  # the newest Python its framework installs on, "" for any (pyproject's extra says the same)
     gpu_build: str = ""  # how to get a build of its framework that uses an NVIDIA GPU, for a run that found none
+    platforms: tuple[tuple[str, str], ...] = ()  # (system, machine) its framework has builds for, () for any
 
     @property
     def package(self) -> str:
@@ -47,7 +49,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("mxnet", "MXNet (Gluon)", ("mxnet",), "mxnet", (), "NCHW",
             bf16=False, profile_table=True, launcher="common.launch", in_process=True, minimum="1.9.1",
             gpu_bf16=False, newest_python="3.11",  # its numpy<1.24 has no wheels for 3.12 and cannot be built there
-            gpu_build="pip install mxnet-cu112==1.9.1 in place of mxnet (Linux, with CUDA 11.2)"),
+            gpu_build="pip install mxnet-cu112==1.9.1 in place of mxnet (Linux, with CUDA 11.2)",
+            platforms=(("Linux", "x86_64"), ("Linux", "aarch64"), ("Darwin", "x86_64"))),  # none for Windows
     Backend("jax", "JAX (Flax NNX)", ("jax", "flax", "optax"), "jax", ("jax>=0.10", "flax>=0.12", "optax>=0.2.5"),
             "NHWC", bf16=False, profile_table=False, launcher="common.launch", in_process=True, minimum="0.10",
             gpu_build="pip install -U 'jax[cuda12]' on Linux (on Windows, in WSL2)"),
@@ -71,14 +74,29 @@ def installed_version(module: str) -> str | None:
     return None
 
 
-def problem(name: str, version: str | None = None, python: tuple[int, int] | None = None) -> str | None:
-    """Why this Python cannot run a backend (too new for it, its framework missing or too old), or None."""
+def unsupported(name: str, python: tuple[int, int] | None = None, system: str | None = None,
+                machine: str | None = None) -> str | None:
+    """Why a backend's framework has no build for this machine or this Python (so pip installs none), or None."""
     backend = BACKENDS[name]
     python = python or sys.version_info[:2]
+    here = (system or platform.system(), machine or platform.machine())
+    if backend.platforms and here not in backend.platforms:
+        builds = ", ".join(f"{s} {m}" for s, m in backend.platforms)
+        return (f"the {backend.title} backend has no {backend.imports[0]} build for {here[0]} on {here[1]}: there "
+                f"are builds for {builds} only, so use one of those (Windows: WSL2 runs Linux; README: The backends)")
     if backend.newest_python and python > _release(backend.newest_python):
         return (f"the {backend.title} backend runs on Python {backend.newest_python} or older, and {sys.executable} "
                 f"is Python {python[0]}.{python[1]}: make a venv with python{backend.newest_python} and "
                 f"pip install '.[{backend.extra}]' there (README: The backends)")
+    return None
+
+
+def problem(name: str, version: str | None = None, python: tuple[int, int] | None = None) -> str | None:
+    """Why this Python cannot run a backend (no build for it here, its framework missing or too old), or None."""
+    backend = BACKENDS[name]
+    found = unsupported(name, python)
+    if found:
+        return found
     fix = f"pip install '.[{backend.extra}]' in this environment (README: The backends), or use the one that has it"
     missing = [m for m in backend.imports if importlib.util.find_spec(m) is None]
     if missing:

@@ -1,11 +1,13 @@
 """A backend run where its framework is missing or too old says so in one line, naming the extra."""
 
 import importlib.util
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from common import backends
 from common.backends import BACKENDS, NAMES, unused_gpu
@@ -38,16 +40,34 @@ def test_a_python_too_new_for_mxnet_is_named_before_its_missing_framework(monkey
     assert "does not have" in backends.problem("torch", python=(3, 13))  # the other backends run on 3.13
 
 
-def test_pyproject_extras_ask_for_the_same_minimum_and_newest_python():
+MACHINES = [("Linux", "x86_64"), ("Linux", "aarch64"), ("Darwin", "x86_64"), ("Darwin", "arm64"),
+            ("Windows", "AMD64")]  # platform.system() and platform.machine() as each reports itself
+
+
+def test_pyproject_extras_install_what_backends_py_says_runs():
+    """The minimum release, and pip installs a framework on exactly the Pythons and machines it has builds for."""
     tomllib = pytest.importorskip("tomllib")
     with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
     for backend in BACKENDS.values():
-        assert any(backend.minimum in req for req in extras[backend.extra]), (backend.name, extras[backend.extra])
-        if backend.newest_python:  # every requirement skipped on the Pythons after it, so that pip installs nothing
-            major, minor = backend.newest_python.split(".")
-            marker = f"; python_version < '{major}.{int(minor) + 1}'"
-            assert all(req.endswith(marker) for req in extras[backend.extra]), (backend.name, extras[backend.extra])
+        requirements = [Requirement(req) for req in extras[backend.extra]]
+        assert any(backend.minimum in str(req.specifier) for req in requirements), (backend.name, requirements)
+        for (system, machine), python in itertools.product(MACHINES, ((3, 10), (3, 11), (3, 12), (3, 13))):
+            env = {"platform_system": system, "platform_machine": machine, "python_version": f"{python[0]}.{python[1]}"}
+            installs = [req.marker is None or req.marker.evaluate(env) for req in requirements]
+            runs = backends.unsupported(backend.name, python, system, machine) is None
+            assert installs == [runs] * len(requirements), (backend.name, system, machine, python)
+
+
+def test_a_machine_without_a_build_is_named_before_its_python(monkeypatch):
+    found = backends.unsupported("mxnet", (3, 13), "Windows", "AMD64")
+    assert "has no mxnet build for Windows on AMD64" in found and "Linux x86_64, Linux aarch64, Darwin x86_64" in found
+    assert "runs on Python 3.11 or older" in backends.unsupported("mxnet", (3, 13), "Linux", "x86_64")
+    assert backends.unsupported("mxnet", (3, 11), "Darwin", "x86_64") is None
+    assert all(backends.unsupported(name, (3, 13), "Windows", "AMD64") is None for name in ("torch", "tf", "jax"))
+    monkeypatch.setattr(backends.platform, "system", lambda: "Darwin")  # an Apple silicon Mac, as the run sees it
+    monkeypatch.setattr(backends.platform, "machine", lambda: "arm64")
+    assert "has no mxnet build for Darwin on arm64" in backends.problem("mxnet", python=(3, 11))
 
 
 @pytest.mark.parametrize("name", NAMES)
