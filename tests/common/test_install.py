@@ -20,7 +20,8 @@ def test_a_missing_framework_is_one_line_naming_the_extra(name):
     proc = subprocess.run([sys.executable, "-m", f"alexnet_{name}.train", "--epochs", "1"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.count("\n") == 1 and f"pip install '.[{BACKENDS[name].extra}]'" in proc.stderr, proc.stderr
+    fix = backends.unsupported(name) or f"pip install '.[{BACKENDS[name].extra}]'"  # no build here: which machines
+    assert proc.stderr.count("\n") == 1 and fix in proc.stderr, proc.stderr
 
 
 def test_a_framework_too_old_is_named(monkeypatch):
