@@ -42,10 +42,11 @@ def installs(backend: str) -> list[list[str]]:
 
 def here(session: nox.Session) -> list[str]:
     """The backends whose frameworks install with this Python on this machine; says which are left out and why."""
-    for name in NAMES:
-        if why := unsupported(name):
+    reasons = {name: unsupported(name) for name in NAMES}
+    for name, why in reasons.items():
+        if why:
             session.warn(f"{name} left out: {why}")
-    return [name for name in NAMES if not unsupported(name)]
+    return [name for name, why in reasons.items() if not why]
 
 
 def backend_python(session: nox.Session, backend: str) -> str:

@@ -102,8 +102,9 @@ def memory_record(peak_mb: float | None = None, what: str = "process peak RSS") 
     """Peak memory and what measured it: the device's allocator, or by default this process's peak RSS."""
     if peak_mb is None:
         peak_mb = peak_rss_mb()
-        what = what if peak_mb is not None else "not measured: Windows has no getrusage"
-    return {"peak_mb": None if peak_mb is None else round(peak_mb, 1), "what": what}
+        if peak_mb is None:
+            return {"peak_mb": None, "what": "not measured: Windows has no getrusage"}
+    return {"peak_mb": round(peak_mb, 1), "what": what}
 
 
 def peak_rss_mb() -> float | None:
