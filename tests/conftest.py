@@ -56,6 +56,16 @@ def tiny_data(tmp_path: Path) -> Path:
     return write_dataset(tmp_path / "data")
 
 
+@pytest.fixture
+def nvidia_driver(tmp_path: Path) -> Path:
+    """A directory holding a stand-in `nvidia-smi`, the program an NVIDIA driver installs (put it on the PATH)."""
+    smi = tmp_path / "nvidia-driver" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\n", encoding="utf-8")
+    smi.chmod(0o755)
+    return smi.parent
+
+
 @pytest.fixture(autouse=True)
 def _no_real_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never find or download the real dataset by accident."""

@@ -60,13 +60,10 @@ def test_a_run_needs_nothing_that_windows_or_macos_lacks(backend, tiny_data, tmp
     assert re.fullmatch(r"pid \d+", (out / ".lock").read_text())  # written by the process that held it
 
 
-def test_a_gpu_its_framework_cannot_use_is_noted(fw, backend, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_gpu_its_framework_cannot_use_is_noted(fw, backend, tiny_data, tmp_path, monkeypatch, capsys,
+                                                nvidia_driver):
     """An NVIDIA driver (its nvidia-smi) and a framework that found no GPU: the note names the build to install."""
-    smi = tmp_path / "bin" / "nvidia-smi"
-    smi.parent.mkdir()
-    smi.write_text("#!/bin/sh\n", encoding="utf-8")
-    smi.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{smi.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{nvidia_driver}{os.pathsep}{os.environ['PATH']}")
     train(fw, tiny_data, tmp_path / "auto", "--dry-run")
     assert f"note: {unused_gpu(backend)}\n" in capsys.readouterr().out
     train(fw, tiny_data, tmp_path / "cpu", "--dry-run", "--device", "cpu")

@@ -72,12 +72,10 @@ def test_a_machine_without_a_build_is_named_before_its_python(monkeypatch):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_gpu_the_framework_cannot_use_is_named_with_the_build_that_can(name, tmp_path, monkeypatch):
+def test_a_gpu_the_framework_cannot_use_is_named_with_the_build_that_can(name, tmp_path, monkeypatch, nvidia_driver):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert unused_gpu(name) is None  # no NVIDIA driver: nothing to say
-    smi = tmp_path / "nvidia-smi"  # what an NVIDIA driver installs
-    smi.write_text("#!/bin/sh\n", encoding="utf-8")
-    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(nvidia_driver))
     note = unused_gpu(name)
     backend = BACKENDS[name]
     assert note.startswith(f"this machine has an NVIDIA GPU, and {backend.title} here cannot use it")
