@@ -7,6 +7,7 @@ dropout masks as a run that never stopped. A second Ctrl-C stops at once (the la
 A checkpoint is also written every `--checkpoint-every` minutes, against a crash or `kill -9`.
 """
 
+import math
 import signal
 import sys
 import threading
@@ -103,6 +104,9 @@ class Epoch:
         if not (point or ((stop or due) and not last)):
             return
         sums = read_sums()  # waits for the device (and, on several processes, adds up their shards)
+        if not math.isfinite(sums[0]):  # stop now: a checkpoint from here on would keep the broken weights
+            self.bar.close()
+            self.run.stop_diverged(sums[0] / self.seen, self.number)
         if point:
             self.points.append([self.number - 1 + (i + 1) / self.num_batches, sums[0] / self.seen,
                                 sums[1] / self.seen])

@@ -64,7 +64,11 @@ class Follower:
     def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
         """Nothing to write or print (rank 0 does); stop with rank 0's Run when the loss is not finite."""
         if diverged(record):
-            raise SystemExit(2)  # rank 0 says that the run diverged; the records are the same everywhere
+            self.stop_diverged(record["loss"], record["epoch"])
+
+    def stop_diverged(self, loss: float, epoch: int) -> None:
+        """Stop quietly with rank 0, which says that the run diverged (the summed losses are the same everywhere)."""
+        raise SystemExit(2)
 
     def interrupted(self, command: str | None = None) -> SystemExit:
         """Stop quietly: rank 0 says what was kept."""

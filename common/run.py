@@ -176,15 +176,19 @@ class Run:
     def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
         """Record an epoch: checkpoint atomically, then metrics, curves and the epoch line."""
         if diverged(record):
-            kept = f"the checkpoint of epoch {self.start_epoch} is kept" if self.history else "nothing was saved"
-            raise UserError(f"the training loss became {record['loss']} in epoch {record['epoch']}: "
-                            f"the run diverged (try a smaller --lr); {kept} in {self.out}")
+            self.stop_diverged(record["loss"], record["epoch"])
         with interrupts_held():  # Ctrl-C here lands after the epoch's files, not inside an import or a write
             history = [*self.history, record]
             self._commit(f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}", write_checkpoint, history, None)
             write_metrics(self.metrics_path, history)
             plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
             print(epoch_line(record, self.hparams.num_epochs), flush=True)
+
+    def stop_diverged(self, loss: float, epoch: int) -> None:
+        """Stop the run whose training loss is no longer a finite number, keeping the last checkpoint."""
+        kept = f"the checkpoint of {self.kept()} is kept" if self.checkpoint else "nothing was saved"
+        raise UserError(f"the training loss became {loss} in epoch {epoch}: the run diverged (try a smaller "
+                        f"--lr); {kept} in {self.out}")
 
     def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None]) -> None:
         """Record a run stopped inside an epoch: its checkpoint there and what resuming needs (common/epoch.py)."""

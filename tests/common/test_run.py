@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from common import lock
-from common.epoch import StopRequests
+from common.epoch import Epoch, Loop, StopRequests
 from common.errors import UserError, _sigterm
 from common.hparams import HParams
 from common.metrics import book_line, curve_points, epoch_record, estimate, estimate_line, examples_per_sec, plot_curves
@@ -64,6 +64,25 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
     with pytest.raises(UserError, match="became nan in epoch 2.*smaller --lr.*epoch 1 is kept"):
         run.end_epoch(record(2, loss=math.nan), write("bad"))
     assert Run(tmp_path, "x", HP, "ckpt", resume=True).checkpoint.read_text() == "one"
+
+
+def test_a_loss_gone_bad_inside_an_epoch_stops_before_a_checkpoint_keeps_it(tmp_path):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("epoch 1"))
+    weights = ["epoch 2, minibatch 1"]
+    loop = Loop(run, num_test=10, stop=StopRequests(), agree=lambda flag: flag, checkpoint_every=0,
+                no_progress=True)  # a checkpoint due after every minibatch
+    epoch = Epoch(loop, 2, num_examples=1280, batch_size=128,
+                  write_checkpoint=lambda path, number: path.write_text(weights[0]))
+    epoch.done(0, 128, lambda: [2.3 * 128, 12.0])
+    assert run.checkpoint.read_text() == "epoch 2, minibatch 1"
+    weights[0] = "broken"
+    with pytest.raises(UserError, match=r"became nan in epoch 2: the run diverged \(try a smaller --lr\); the "
+                                        r"checkpoint of epoch 2 up to minibatch 1 of 10, after 1 whole epoch is kept"):
+        epoch.done(1, 128, lambda: [math.nan, 24.0])
+    epoch.close()
+    resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
+    assert resumed.checkpoint.read_text() == "epoch 2, minibatch 1" and resumed.partial["batch"] == 1
 
 
 def test_refusals(tmp_path):
