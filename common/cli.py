@@ -21,7 +21,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = (action.help or "").removesuffix(" (default: %(default)s)")  # Python 3.10's BooleanOptionalAction
-        if action.default in (None, False) or "default" in text:
+        if action.default is None or action.default is False or "default" in text:  # 0 == False: --seed
             return text
         return super()._get_help_string(action)
 
@@ -115,7 +115,7 @@ def parser(backend: str) -> argparse.ArgumentParser:
                         f"runs/{backend}-quick, replaced each time")
     p.add_argument("--dry-run", action="store_true",
                    help="one epoch on two batches into a temporary directory, removed after: checks the "
-                        "set-up in seconds and keeps nothing")
+                        "set-up in seconds and keeps nothing (with --out, into that directory, kept)")
     return p
 
 

@@ -27,6 +27,7 @@ def test_help_documents_every_flag_with_its_default():
     assert "default: 0.01" in text and "default: 224" in text and "python -m alexnet_torch.train" in text
     flat = " ".join(text.split())  # argparse wraps the help lines
     assert "(default: None)" not in flat and "(default: False)" not in flat
+    assert "shuffling and dropout (default: 0)" in flat  # --seed's 0 is a default, not an off switch
     assert "(default: all 60,000)" in flat and flat.count("(default:") == flat.count("default:")
 
 
