@@ -1,4 +1,8 @@
-"""The book's AlexNet in JAX with Flax NNX and Optax: model.py, data.py, step.py, parallel.py, train.py."""
+"""The book's AlexNet in JAX with Flax NNX and Optax.
+
+Its files, read in this order (each imports only those before it): model.py, data.py, step.py,
+parallel.py, train.py, predict.py, bench.py.
+"""
 
 import os
 from importlib.metadata import version

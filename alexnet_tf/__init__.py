@@ -1,4 +1,8 @@
-"""The book's AlexNet in TensorFlow (Keras 3): model.py, data.py, step.py, parallel.py, train.py."""
+"""The book's AlexNet in TensorFlow (Keras 3).
+
+Its files, read in this order (each imports only those before it): model.py, data.py, step.py,
+parallel.py, train.py, predict.py, bench.py.
+"""
 
 import os
 import sys

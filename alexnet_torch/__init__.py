@@ -1,4 +1,9 @@
-"""The book's AlexNet in PyTorch: model.py, data.py, step.py, parallel.py, train.py."""
+"""The book's AlexNet in PyTorch.
+
+Its files, read in this order (each imports only those before it): model.py, data.py, step.py,
+parallel.py, train.py, predict.py, bench.py. PyTorch's alone:
+bench_book.py (the book's own data path) and export.py (ONNX).
+"""
 
 from common.allocator import keep_freed_memory
 from common.backends import require
