@@ -211,7 +211,7 @@ def converge(session: nox.Session) -> None:
     With a CUDA GPU: the book's full run (10 epochs, batch 128, lr 0.01, 224) in PyTorch, test acc >= 0.87
     (the venvs hold CPU builds of TensorFlow and MXNet: train those on a GPU by hand, see README). Without
     one: a reduced run in all backends (10,000 training images, 67x67, 4 epochs, batch 64, lr 0.03) that
-    must reach test acc >= 0.5 (five times chance), 12 minutes on 2 CPU cores for both modes. Either way
+    must reach test acc >= 0.5 (five times chance), 17 minutes on 2 CPU cores for both modes. Either way
     `--quick` too (every backend on a CPU, 5 to 7 minutes each; PyTorch on a GPU), which must reach 0.75,
     and the loss must fall. The faithful run then goes through the book's own data path (a DataLoader with
     4 workers, PIL per image) and the table ends with the wall-time ratio of the two."""
