@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from alexnet_torch.model import alexnet, set_weights
@@ -24,7 +23,7 @@ from common.cli import _Help, _Parser, positive_int
 from common.errors import UserError, run_cli
 from common.hparams import IN_CHANNELS
 from common.spec import check_resize
-from common.weights import load_weights
+from common.weights import load_weights, read_metadata, weights_file
 
 BACKEND = "torch"
 OPSETS = range(9, 21)  # what the TorchScript exporter writes for these layers (9: Flatten of any batch)
@@ -36,16 +35,7 @@ EXTRA = "pip install '.[export]' (onnx, onnxruntime)"
 
 def weights_info(path: Path) -> tuple[int, str]:
     """The input side a neutral weights file records in its metadata, and the backend that wrote it."""
-    if Path(path).is_dir():
-        raise UserError(f"{path} is a directory: pass a weights file, for example {Path(path) / 'weights.safetensors'}")
-    try:
-        with safe_open(str(path), framework="np") as f:
-            meta = f.metadata() or {}
-    except FileNotFoundError:
-        raise UserError(f"weights file {path} does not exist: check the path") from None
-    except (SafetensorError, OSError) as e:
-        raise UserError(f"{path} is not a readable safetensors weights file ({e}): pass a run's "
-                        f"weights.safetensors") from None
+    meta = read_metadata(path)
     try:
         resize = int(meta["resize"])
         check_resize(resize)
@@ -119,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     """The export command's parser."""
     p = _Parser(prog=f"python -m alexnet_{BACKEND}.export", formatter_class=_Help,
                 description="Write an ONNX model from neutral weights trained in any backend.")
-    p.add_argument("weights", type=Path, help="a neutral weights file (a run's weights.safetensors)")
+    p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
     p.add_argument("out", type=Path, help="the ONNX file to write, for example model.onnx")
     p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset version")
     return p

@@ -10,6 +10,7 @@ from common.hparams import BOOK, HParams
 from common.metrics import GEMM_SIDE
 from common.run import stored_settings
 from common.spec import MIN_RESIZE, check_resize
+from common.weights import weights_file
 
 DEVICES = ("auto", "cpu", "gpu")
 FAST_HELP = ("opt-in fast path instead of the book's float32: bf16 mixed precision and compiled steps "
@@ -99,9 +100,9 @@ def parser(backend: str) -> argparse.ArgumentParser:
                         "again must agree; a larger --epochs trains on)")
     p.add_argument("--force", action="store_true",
                    help="overwrite a finished or different run in --out")
-    p.add_argument("--init-weights", type=Path, default=None, metavar="WEIGHTS",
-                   help="start from these neutral weights (a weights.safetensors from any backend) instead of "
-                        "Xavier's; trained at the same --resize")
+    p.add_argument("--init-weights", type=weights_file, default=None, metavar="WEIGHTS",
+                   help="start from these neutral weights (a weights.safetensors from any backend, or its run "
+                        "directory) instead of Xavier's; trained at the same --resize")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--checkpoint-every", type=positive_float, default=15.0, metavar="MINUTES",
                    help="also checkpoint inside an epoch this often, against a crash or kill -9 (Ctrl-C and "
@@ -177,8 +178,8 @@ def predict_parser(backend: str) -> argparse.ArgumentParser:
                 formatter_class=_Help)
     p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
                    help="image files or directories of them to classify (none: evaluate on the test split)")
-    p.add_argument("--weights", type=Path, default=Path("runs") / backend / "weights.safetensors",
-                   help="neutral weights from a training run in any backend")
+    p.add_argument("--weights", type=weights_file, default=Path("runs") / backend / "weights.safetensors",
+                   help="neutral weights from a training run in any backend (or its run directory)")
     p.add_argument("--resize", type=_resize, default=None,
                    help="input side (default: the one recorded in the weights; a different one is refused)")
     p.add_argument("--data-dir", type=Path, default=None,

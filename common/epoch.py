@@ -56,6 +56,7 @@ class Loop:
     agree: Callable[[bool], bool]  # True if any process says True (several processes must stop together)
     checkpoint_every: float = 15 * 60  # seconds between checkpoints inside an epoch
     no_progress: bool = False
+    write_weights: Callable | None = None  # the neutral weights to a path, beside every checkpoint
 
     def epochs(self, train_iter, write_checkpoint: Callable) -> Iterator["Epoch"]:
         """The epochs still to train, the first one from where a stopped run left it."""
@@ -121,7 +122,7 @@ class Epoch:
         train_time = self.train_time + time.perf_counter() - self.started
         partial = {"epoch": self.number, "batch": batch, "batches": self.num_batches, "sums": sums,
                    "seen": self.seen, "train_time": train_time, "points": self.points}
-        self.run.save_partial(partial, lambda path: self.write_checkpoint(path, self.number))
+        self.run.save_partial(partial, lambda path: self.write_checkpoint(path, self.number), self.loop.write_weights)
         self.last_saved = time.perf_counter()
 
     def means(self, sums: list[float]) -> tuple[float, float, float]:
@@ -136,7 +137,7 @@ class Epoch:
         epoch_time = train_time + time.perf_counter() - self.evaluating  # training and evaluation
         record = epoch_record(self.number, train_l, train_acc, test_acc, self.num_examples, train_time,
                               epoch_time, self.points)
-        self.run.end_epoch(record, lambda path: self.write_checkpoint(path, self.number))
+        self.run.end_epoch(record, lambda path: self.write_checkpoint(path, self.number), self.loop.write_weights)
         if self.loop.agree(self.loop.stop.requested):  # every process stops here, or none does
             raise KeyboardInterrupt
 

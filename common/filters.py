@@ -17,6 +17,7 @@ from common.atomic import atomic_write_bytes
 from common.cli import _Help, _Parser, positive_int
 from common.errors import UserError, run_cli
 from common.spec import param_shapes
+from common.weights import refuse_checkpoint, weights_file
 
 NAME = "conv1.weight"
 SHAPE = param_shapes()[NAME]  # (96, 1, 11, 11) at any input size
@@ -32,6 +33,7 @@ DEFAULT_NAME = "conv1_filters.png"
 def read_conv1(path: Path) -> np.ndarray:
     """conv1's weights (96, 1, 11, 11) from a neutral weights file, without reading the rest."""
     path = Path(path)
+    refuse_checkpoint(path)
     if path.is_dir():
         raise UserError(f"{path} is a directory: pass a weights file, for example {path / 'weights.safetensors'}")
     try:
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     """Write the filter grid and say where."""
     p = _Parser(prog="python -m common.filters", formatter_class=_Help,
                 description="Write conv1's 96 learned 11x11 filters as one PNG grid (8 x 12).")
-    p.add_argument("weights", type=Path, help="a neutral weights file (a run's weights.safetensors)")
+    p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
     p.add_argument("--out", type=Path, default=None, help=f"the PNG to write (default: {DEFAULT_NAME} beside W)")
     p.add_argument("--scale", type=positive_int, default=SCALE, help="pixels per weight")
     args = p.parse_args(argv)

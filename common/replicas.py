@@ -58,10 +58,12 @@ class Follower:
         # Where rank 0 stopped inside an epoch; the sums so far are rank 0's to hold (they are all the shards').
         self.partial = partial and {**partial, "sums": [0.0, 0.0]}
 
-    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None]) -> None:
+    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None],
+                     write_weights: Callable[[Path], None] | None = None) -> None:
         """Nothing to write (rank 0 does)."""
 
-    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
+    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None],
+                  write_weights: Callable[[Path], None] | None = None) -> None:
         """Nothing to write or print (rank 0 does); stop with rank 0's Run when the loss is not finite."""
         if diverged(record):
             self.stop_diverged(record["loss"], record["epoch"])

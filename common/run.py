@@ -5,7 +5,7 @@ Layout of `--out`:
     checkpoint-NNN.<ext>     the backend's native checkpoint after epoch NNN (the newest is kept)
     metrics.jsonl            one JSON line per epoch
     curves.png               the book's plot of loss and accuracies
-    weights.safetensors      the neutral weights, loadable by every backend
+    weights.safetensors      the neutral weights, loadable by every backend (written with every checkpoint)
     summary.json             hyperparameters, versions, device, accuracy, throughput, wall time
     .lock                    held by the process using the run (the OS releases it when that process ends)
 """
@@ -173,13 +173,15 @@ class Run:
 
     # ---- One epoch done ----
 
-    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None]) -> None:
-        """Record an epoch: checkpoint atomically, then metrics, curves and the epoch line."""
+    def end_epoch(self, record: dict, write_checkpoint: Callable[[Path], None],
+                  write_weights: Callable[[Path], None] | None = None) -> None:
+        """Record an epoch: checkpoint (and neutral weights) atomically, then metrics, curves and the epoch line."""
         if diverged(record):
             self.stop_diverged(record["loss"], record["epoch"])
         with interrupts_held():  # Ctrl-C here lands after the epoch's files, not inside an import or a write
             history = [*self.history, record]
-            self._commit(f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}", write_checkpoint, history, None)
+            self._commit(f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}", write_checkpoint, history, None,
+                         write_weights)
             write_metrics(self.metrics_path, history)
             plot_curves(self.curves_path, history, self.hparams.num_epochs, f"AlexNet ({self.backend})")
             print(epoch_line(record, self.hparams.num_epochs), flush=True)
@@ -190,17 +192,20 @@ class Run:
         raise UserError(f"the training loss became {loss} in epoch {epoch}: the run diverged (try a smaller "
                         f"--lr); {kept} in {self.out}")
 
-    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None]) -> None:
+    def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None],
+                     write_weights: Callable[[Path], None] | None = None) -> None:
         """Record a run stopped inside an epoch: its checkpoint there and what resuming needs (common/epoch.py)."""
         with interrupts_held():
             name = f"checkpoint-{partial['epoch']:03d}-{partial['batch']:05d}.{self.ckpt_ext}"
-            self._commit(name, write_checkpoint, self.history, partial)
+            self._commit(name, write_checkpoint, self.history, partial, write_weights)
 
     def _commit(self, name: str, write_checkpoint: Callable[[Path], None], history: list[dict],
-                partial: dict | None) -> None:
-        """Write the checkpoint, then state.json naming it (the commit point), then drop older checkpoints."""
+                partial: dict | None, write_weights: Callable[[Path], None] | None) -> None:
+        """Write the checkpoint and the weights, then state.json naming it (the commit point), then drop older ones."""
         with atomic_path(self.out / name) as tmp:
             write_checkpoint(tmp)
+        if write_weights:  # the network so far, for predict, export and --init-weights (written atomically)
+            write_weights(self.weights_path)
         state = {"backend": self.backend, "hparams": self.hparams.to_dict(), "data_dir": self.data_dir,
                  "epoch": len(history), "checkpoint": name, "history": history, "partial": partial}
         atomic_write_text(self.state_path, json.dumps(state, indent=1))
@@ -223,7 +228,8 @@ class Run:
         if not self.history and not self.partial:
             return Interrupted(f"interrupted before the first checkpoint, so nothing was saved in {self.out}; "
                                f"run the same command again to start over")
-        return Interrupted(f"interrupted: the checkpoint of {self.kept()} is kept in {self.out}; "
+        weights = f" (the network so far: {self.weights_path.name})" if self.weights_path.is_file() else ""
+        return Interrupted(f"interrupted: the checkpoint of {self.kept()} is kept in {self.out}{weights}; "
                            f"continue with: {command} --out {shell_word(str(self.out))} --resume")
 
     def finish(self, device: str, extra: dict) -> str:

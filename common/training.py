@@ -2,8 +2,9 @@
 
     parse the flags -> find the data -> where it runs (replicas) -> open the run directory (locked)
     -> build the network and its trainer -> resume -> say how long it will take -> choose the step once
-    -> the backend's training loop -> the neutral weights, the test split per class (confusion.png),
-    summary.json and the book's final line; --init-weights starts the network from a neutral weights file
+    -> the backend's training loop (with every checkpoint, the neutral weights) -> the test split per
+    class (confusion.png), summary.json and the book's final line; --init-weights starts the network
+    from a neutral weights file
 
 The loop itself (train_epoch, train) stays in each backend: it is the lesson.
 """
@@ -152,15 +153,18 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
         say_estimate(hooks, hp, replicas, data, epochs_left(hp, run))
         train_iter, test_iter = hooks.load_data(data, hp, replicas)
         step = hooks.make_step(net, trainer, replicas)
+
+        def write_weights(path: Path) -> None:  # beside every checkpoint, on rank 0: every replica holds the same
+            save_weights(path, hooks.get_weights(net), hp.resize, hooks.backend)
+
         try:
             with StopRequests() as stop:  # Ctrl-C and SIGTERM: stop after this minibatch, keeping it
                 loop = Loop(run, len(data.test_labels), stop, replicas.agree, args.checkpoint_every * 60,
-                            args.no_progress or not replicas.is_main)
+                            args.no_progress or not replicas.is_main, write_weights)
                 hooks.train(net, trainer, step, train_iter, test_iter, loop)
         except KeyboardInterrupt:
             raise run.interrupted(resume_command(hooks.backend, replicas)) from None
-        if replicas.is_main:  # every replica holds the same weights
-            save_weights(run.weights_path, hooks.get_weights(net), hp.resize, hooks.backend)
+        if replicas.is_main:  # the last epoch's checkpoint wrote the final weights
             extra = {**hooks.describe(replicas), "dtype": compute_dtype(hooks.backend, hp.fast, replicas.on_cpu),
                      "params": num_params(hp.resize),
                      "data": fashion_mnist.describe(data), "devices": replicas.count,

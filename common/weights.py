@@ -4,6 +4,7 @@ Names and layouts are canonical (PyTorch's): `conv1.weight` (O, I, H, W), `conv1
 `dense1.weight` (out, in) with the flattened features in C, H, W order, `dense1.bias` (out,).
 """
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from common.errors import UserError
 from common.spec import param_shapes
 
 FORMAT = "alexnet-d2l/1"
+CHECKPOINT = re.compile(r"checkpoint-\d{3}(-\d{5})?\.")  # a run's own checkpoints (common/run.py)
 
 
 def save_weights(path: Path, weights: dict[str, np.ndarray], resize: int, backend: str) -> None:
@@ -26,8 +28,32 @@ def save_weights(path: Path, weights: dict[str, np.ndarray], resize: int, backen
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
+def weights_file(text: str) -> Path:
+    """A weights argument as a file path: a run's directory stands for the weights.safetensors in it."""
+    path = Path(text)
+    return path / "weights.safetensors" if path.is_dir() else path
+
+
+def refuse_checkpoint(path: Path) -> None:
+    """Refuse a run's framework checkpoint where neutral weights are asked for, naming the file to pass."""
+    path = Path(path)
+    if CHECKPOINT.match(path.name) and path.is_file() and _format(path) != FORMAT:
+        raise UserError(f"{path} is a training checkpoint in its framework's own format, not neutral weights: "
+                        f"pass {path.parent / 'weights.safetensors'} (a run writes it with every checkpoint)")
+
+
+def _format(path: Path) -> str | None:
+    """The format a safetensors file records, if it is one (JAX's checkpoints are, without ours)."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return (f.metadata() or {}).get("format")
+    except (SafetensorError, ValueError, OSError):
+        return None
+
+
 def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
     """Read a neutral weights file (never unpickles) and check it fits the network at `resize`."""
+    refuse_checkpoint(path)
     try:
         weights = st_load(Path(path).read_bytes())
     except FileNotFoundError:
@@ -41,6 +67,7 @@ def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata a weights file records (format, resize, backend), without reading its tensors."""
     path = Path(path)
+    refuse_checkpoint(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise UserError(f"weights file {path} {what}: check the path (a run writes <out>/weights.safetensors)")

@@ -101,4 +101,4 @@ def test_the_command_line_says_one_line_and_no_traceback(export, tmp_path):
                            str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: weights file {tmp_path / 'none.safetensors'} does not "
-                                                f"exist: check the path"]
+                                                f"exist: check the path (a run writes <out>/weights.safetensors)"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from common.errors import UserError
+from common.hparams import HParams
 from common.spec import MIN_RESIZE
 from common.weights import load_weights
 from tests.backend.test_cli import FAST, train
@@ -37,6 +38,13 @@ def test_interrupt_keeps_the_last_checkpoint_and_resume_goes_on(fw, backend, tin
     assert printed[:3] == ["python", "-m", f"alexnet_{backend}.train"] and printed[-1] == "--resume"
     if sig == signal.SIGTERM:  # the same checkpoint as Ctrl-C's: its resume is SIGINT's (CI's time, on 2 cores)
         return
+    assert f"{out} (the network so far: weights.safetensors)" in err  # predict, export, --init-weights at once
+    hooks, stored = fw.train.HOOKS, json.loads((out / "state.json").read_text())
+    net, trainer = hooks.build(HParams(**stored["hparams"]), hooks.replicas(1, "cpu"))
+    hooks.load_checkpoint(out / stored["checkpoint"], net, trainer)
+    beside = load_weights(out / "weights.safetensors", MIN_RESIZE)
+    for name, w in hooks.get_weights(net).items():  # the checkpoint's network, not an earlier one
+        np.testing.assert_array_equal(beside[name], w, err_msg=name)
     # As typed (the run's settings, data directory included, come from the run), with fewer epochs to go.
     resumed = subprocess.run([sys.executable, *printed[1:], "--epochs", str(done + 1)], capture_output=True,
                              text=True, timeout=300)

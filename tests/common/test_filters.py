@@ -64,6 +64,12 @@ def test_the_command_writes_the_png_beside_the_weights_whatever_the_resize(tmp_p
     filters.main([str(tmp_path / "weights.safetensors"), "--out", str(out), "--scale", "3"])
     assert Image.open(out).size == (filters.GAP + 12 * (33 + filters.GAP), filters.GAP + 8 * (33 + filters.GAP))
     assert [p.name for p in out.parent.iterdir()] == ["f.png"]  # no temporary file left
+    (tmp_path / filters.DEFAULT_NAME).unlink()
+    filters.main([str(tmp_path)])  # the run's directory stands for its weights.safetensors
+    assert (tmp_path / filters.DEFAULT_NAME).is_file()
+    (tmp_path / "checkpoint-002.pt").write_bytes(b"PK")
+    with pytest.raises(UserError, match="checkpoint-002.pt is a training checkpoint"):
+        filters.main([str(tmp_path / "checkpoint-002.pt")])
 
 
 @pytest.mark.parametrize("make, phrase", [

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from safetensors.numpy import save_file
 
 from common.cli import parse_args, predict_parser
 from common.errors import UserError
@@ -25,7 +26,7 @@ from common.predict import (
     writing,
 )
 from common.spec import param_shapes
-from common.weights import read_metadata, recorded_resize, save_weights
+from common.weights import load_weights, read_metadata, recorded_resize, save_weights
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -224,6 +225,24 @@ def test_missing_and_corrupt_weights_files_are_one_line(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
     with pytest.raises(UserError, match="not a readable safetensors"):
         read_metadata(tmp_path / "junk.safetensors")
+
+
+def test_a_run_directory_stands_for_its_weights_and_a_checkpoint_is_refused_by_name(tmp_path):
+    run = tmp_path / "runs" / "torch"
+    run.mkdir(parents=True)
+    assert predict_parser("torch").parse_args(["--weights", str(run)]).weights == run / "weights.safetensors"
+    assert parse_args("torch", ["--init-weights", str(run)]).init_weights == run / "weights.safetensors"
+    save_file({"net.conv1.kernel": np.zeros(1, np.float32)}, run / "checkpoint-004.safetensors")  # JAX's
+    for checkpoint in ("checkpoint-003.pt", "checkpoint-001-00027.weights.h5", "checkpoint-002.params",
+                       "checkpoint-004.safetensors"):
+        if not (run / checkpoint).exists():
+            (run / checkpoint).write_bytes(b"PK\x03\x04 a framework's own format")
+        for read in (read_metadata, lambda path: load_weights(path, 67)):
+            with pytest.raises(UserError, match=f"{checkpoint} is a training checkpoint.*pass "
+                                                f"{run / 'weights.safetensors'}"):
+                read(run / checkpoint)
+    _weights_file(run / "checkpoint-005.safetensors", 67)  # neutral weights, whatever their name
+    assert read_metadata(run / "checkpoint-005.safetensors")["resize"] == "67"
 
 
 # ---- Flags ----

@@ -144,6 +144,27 @@ def test_interrupt_message_says_how_to_continue(tmp_path):
     assert "after 2 whole epochs is kept" in str(run.interrupted())
 
 
+def test_every_checkpoint_writes_the_network_so_far_before_state_json_names_it(tmp_path):
+    run = Run(tmp_path, "torch", HP, "pt")
+    seen = []
+
+    def weights(label):
+        def write_weights(path):
+            assert path == tmp_path / "weights.safetensors"
+            assert (tmp_path / f"checkpoint-{label}.pt").is_file()  # the checkpoint first
+            seen.append(json.loads((tmp_path / "state.json").read_text())["checkpoint"] if seen else None)
+            path.write_text(label)
+        return write_weights
+
+    run.end_epoch(record(1), write("one"), weights("001"))
+    assert "(the network so far: weights.safetensors)" in str(run.interrupted())
+    run.save_partial({"epoch": 2, "batch": 27, "batches": 469}, write("part"), weights("002-00027"))
+    assert (tmp_path / "weights.safetensors").read_text() == "002-00027"
+    assert seen == [None, "checkpoint-001.pt"]  # state.json still named the older checkpoint: it commits last
+    Run(tmp_path / "none", "torch", HP, "pt").end_epoch(record(1), write("one"))  # no writer: no weights
+    assert not (tmp_path / "none" / "weights.safetensors").exists()
+
+
 def test_book_line_and_throughput():
     history = [record(1), epoch_record(2, 0.25, 0.9, 0.875, num_train=100, train_time=6.0, epoch_time=7)]
     assert examples_per_sec(history) == 25.0  # 200 images in 8 s of training
