@@ -70,12 +70,21 @@ def read_metadata(path: Path) -> dict[str, str]:
     refuse_checkpoint(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
-        raise UserError(f"weights file {path} {what}: check the path (a run writes <out>/weights.safetensors)")
+        raise UserError(f"weights file {path} {what}: check the path (a run writes <out>/weights.safetensors"
+                        f"{_runs_beside(path)})")
     try:
         with safe_open(str(path), framework="numpy") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, ValueError, OSError) as e:
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+
+
+def _runs_beside(path: Path) -> str:
+    """The runs next to a missing run's weights that have theirs (after --quick: runs/torch-quick), as a hint."""
+    if path.name != "weights.safetensors":
+        return ""
+    found = sorted(str(p.parent) for p in path.parent.parent.glob("*/weights.safetensors"))
+    return f"; these runs have one: {', '.join(found[:4])}" if found else ""
 
 
 def recorded_resize(path: Path, asked: int | None = None) -> int:

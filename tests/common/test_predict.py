@@ -243,6 +243,10 @@ def test_a_run_directory_stands_for_its_weights_and_a_checkpoint_is_refused_by_n
                 read(run / checkpoint)
     _weights_file(run / "checkpoint-005.safetensors", 67)  # neutral weights, whatever their name
     assert read_metadata(run / "checkpoint-005.safetensors")["resize"] == "67"
+    quick = tmp_path / "runs" / "torch-quick"
+    _weights_file(quick / "weights.safetensors", 67)
+    with pytest.raises(UserError, match=f"does not exist: .*these runs have one: {quick}\\)$"):  # after --quick
+        read_metadata(run / "weights.safetensors")
 
 
 # ---- Flags ----
