@@ -116,6 +116,29 @@ def remove_throwaway(args: argparse.Namespace) -> None:
         print(f"dry run: {args.out} removed, nothing kept")
 
 
+def train_run(hooks: Hooks, args: argparse.Namespace, hp: HParams, replicas: Replicas, data: FashionMNIST,
+              run: Run | Follower, start_weights: dict | None) -> Any:
+    """Build the network (from --init-weights or the run's checkpoint), say how long it will take, train it."""
+    net, trainer = hooks.build(hp, replicas)
+    if start_weights is not None:  # every process: they all start from the same file
+        hooks.set_weights(net, start_weights)
+    if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
+        hooks.load_checkpoint(run.checkpoint, net, trainer)
+        print(f"resuming from the checkpoint of {run.kept()}")
+    say_estimate(hooks, hp, replicas, data, epochs_left(hp, run))
+    train_iter, test_iter = hooks.load_data(data, hp, replicas)
+    step = hooks.make_step(net, trainer, replicas)
+
+    def write_weights(path: Path) -> None:  # beside every checkpoint, on rank 0: every replica holds the same
+        save_weights(path, hooks.get_weights(net), hp.resize, hooks.backend)
+
+    with StopRequests() as stop:  # Ctrl-C and SIGTERM: stop after this minibatch, keeping it
+        loop = Loop(run, len(data.test_labels), stop, replicas.agree, args.checkpoint_every * 60,
+                    args.no_progress or not replicas.is_main, write_weights)
+        hooks.train(net, trainer, step, train_iter, test_iter, loop)
+    return net
+
+
 def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(hooks.backend, argv)
@@ -144,25 +167,9 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
                 print(f"note: {why}")
             if hp.fast and (why := float32_reason(hooks.backend, replicas.on_cpu)):
                 print(f"note: --fast computes in float32 here: {why}")
-        net, trainer = hooks.build(hp, replicas)
-        if start_weights is not None:  # every process: they all start from the same file
-            hooks.set_weights(net, start_weights)
-        if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
-            hooks.load_checkpoint(run.checkpoint, net, trainer)
-            print(f"resuming from the checkpoint of {run.kept()}")
-        say_estimate(hooks, hp, replicas, data, epochs_left(hp, run))
-        train_iter, test_iter = hooks.load_data(data, hp, replicas)
-        step = hooks.make_step(net, trainer, replicas)
-
-        def write_weights(path: Path) -> None:  # beside every checkpoint, on rank 0: every replica holds the same
-            save_weights(path, hooks.get_weights(net), hp.resize, hooks.backend)
-
         try:
-            with StopRequests() as stop:  # Ctrl-C and SIGTERM: stop after this minibatch, keeping it
-                loop = Loop(run, len(data.test_labels), stop, replicas.agree, args.checkpoint_every * 60,
-                            args.no_progress or not replicas.is_main, write_weights)
-                hooks.train(net, trainer, step, train_iter, test_iter, loop)
-        except KeyboardInterrupt:
+            net = train_run(hooks, args, hp, replicas, data, run, start_weights)
+        except KeyboardInterrupt:  # in the loop, or before it (the build, the resume, the time probe)
             raise run.interrupted(resume_command(hooks.backend, replicas)) from None
         if replicas.is_main:  # the last epoch's checkpoint wrote the final weights
             extra = {**hooks.describe(replicas), "dtype": compute_dtype(hooks.backend, hp.fast, replicas.on_cpu),
