@@ -4,17 +4,34 @@
     python -m common.report bench BENCH.jsonl [BUDGET_RUN_DIR...]
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+from common.cli import _Help, _Parser
+from common.errors import UserError, run_cli
 from common.metrics import DRIFT, ceiling_moved, mib, mode
+
+
+def _json_lines(path: Path, fix: str) -> list[dict]:
+    """The JSON objects of a file, one per line; a missing or damaged file stops with one line and `fix`."""
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}): {fix}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not JSON lines ({e}): {fix}") from None
 
 
 def _summary(run: Path) -> dict:
     """A finished run's summary.json, with its mode (faithful or fast)."""
-    s = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    if not (run / "summary.json").is_file():
+        raise UserError(f"{run} holds no finished run (no summary.json): pass the directories of finished runs "
+                        f"(a stopped one finishes with --resume)")
+    try:
+        s = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{run / 'summary.json'} is damaged ({e}): finish the run again with --force") from None
     return {**s, "mode": mode(s["hparams"].get("fast", False))}
 
 
@@ -25,7 +42,7 @@ def converge_table(runs: list[Path], min_acc: float) -> tuple[str, list[str]]:
     failures = []
     for run in runs:
         s = _summary(run)
-        losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        losses = [r["loss"] for r in _json_lines(run / "metrics.jsonl", "pass the directories of finished runs")]
         rows.append(f"{s['backend']:<8}{s['mode']:<10}{s['device'][:27]:<28}{s['epochs']:>7}{s['loss']:>8.3f}"
                     f"{s['train_acc']:>11.3f}{s['test_acc']:>10.3f}{s['wall_time']:>9.1f}"
                     f"{s['examples_per_sec']:>9.1f}")
@@ -39,7 +56,7 @@ def converge_table(runs: list[Path], min_acc: float) -> tuple[str, list[str]]:
 
 def book_comparison(book: Path, runs: list[Path]) -> str:
     """The book's data path against PyTorch's faithful run with the same settings: wall times and their ratio."""
-    b = json.loads(book.read_text(encoding="utf-8").splitlines()[-1])
+    b = _json_lines(book, "pass the file that alexnet_torch.bench_book wrote")[-1]
     line = (f"the book's data path (4 loader workers, PIL per image): {b['wall_time']:.1f}s wall, "
             f"test acc {b['test_acc']:.3f}")
     faithful = [s for s in map(_summary, runs) if s["backend"] == "torch" and s["mode"] == "faithful"]
@@ -66,7 +83,7 @@ def bench_table(path: Path) -> str:
     "of own" is the share of the backend's own matrix product in the mode's precision; "of best" the
     share of the fastest one any backend measured in this run, the nearest to the machine's limit.
     """
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = _json_lines(path, "pass the file that `bench --json FILE` wrote")
     ceilings = _ceilings(records)
     best = {dtype: max(rate for (_, d), rate in ceilings.items() if d == dtype) for _, dtype in ceilings}
     rows = [f"{'backend':<18}{'mode':<10}{'computes':<10}{'batch':>6}{'input':>6}{'GFLOP/img':>10}{'train img/s':>12}"
@@ -102,7 +119,7 @@ def budget_table(runs: list[Path]) -> str:
     for run in runs:
         s = _summary(run)
         hp = s["hparams"]
-        first = json.loads((run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()[0])
+        first = _json_lines(run / "metrics.jsonl", "pass the directories of finished runs")[0]
         per_epoch = round(first["examples_per_sec"] * first["train_time"])  # training images in an epoch
         images, steps = per_epoch * s["epochs"], s["epochs"] * -(-per_epoch // hp["batch_size"])
         rows.append(f"{s['backend']:<8}{hp['batch_size']:>6}{hp['resize']:>6}{images:>9}{steps:>7}{s['loss']:>8.3f}"
@@ -110,12 +127,14 @@ def budget_table(runs: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     """Print a converge or bench table; converge exits 1 when a run missed the bar."""
-    p = argparse.ArgumentParser(prog="python -m common.report", description=main.__doc__)
-    p.add_argument("kind", choices=["converge", "bench"])
-    p.add_argument("paths", nargs="+", type=Path)
-    p.add_argument("--min-acc", type=float, default=0.87)
+    p = _Parser(prog="python -m common.report", description=main.__doc__, formatter_class=_Help)
+    p.add_argument("kind", choices=["converge", "bench"], help="converge: finished runs against --min-acc; "
+                   "bench: the JSON lines of `bench --json`, then fixed-budget runs")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="converge: run directories; bench: BENCH.jsonl, then run directories")
+    p.add_argument("--min-acc", type=float, default=0.87, help="converge: the test accuracy every run must reach")
     p.add_argument("--book", type=Path, default=None, help="converge: the book data path's run (JSON lines)")
     args = p.parse_args(argv)
     if args.kind == "bench":  # BENCH.jsonl, then the fixed-budget runs
@@ -123,15 +142,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.paths[1:]:
             print("\naccuracy after a fixed budget, per batch size (the book's exercise):")
             print(budget_table(args.paths[1:]))
-        return 0
+        return
     table, failures = converge_table(args.paths, args.min_acc)
     print(table)
     if args.book:
         print(book_comparison(args.book, args.paths))
     for failure in failures:
         print(f"NOT CONVERGED {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    if failures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

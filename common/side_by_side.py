@@ -543,7 +543,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1)
         print(f"{args.out} is up to date")
         return
-    atomic_write_text(args.out, page)
+    try:
+        atomic_write_text(args.out, page)
+    except OSError as e:
+        p.exit(2, f"error: cannot write {args.out} ({e.strerror}): choose another --out\n")
     print(f"wrote {args.out}")
     for problem in check():
         print(f"not mirrored: {problem}")

@@ -2,6 +2,7 @@
 
 import json
 import resource
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -35,6 +36,21 @@ def test_converge_table_passes_and_fails(tmp_path):
     assert "faithful" in rows[1] and "0.880" in rows[1] and "fast" in rows[2] and "0.875" in rows[2]
     assert failures == ["tf (faithful): the loss did not fall (2.300 -> 2.310)",
                         "mxnet (fast): test acc 0.500 is below 0.87"]
+
+
+def test_the_command_exits_1_below_the_bar_and_says_one_line_on_bad_paths(tmp_path):
+    command = [sys.executable, "-m", "common.report"]
+    good, low = fake_run(tmp_path / "a", "torch", [2.3, 0.5], 0.88), fake_run(tmp_path / "b", "jax", [2.3, 1.0], 0.5)
+    assert subprocess.run([*command, "converge", str(good)], capture_output=True).returncode == 0
+    proc = subprocess.run([*command, "converge", str(good), str(low)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "NOT CONVERGED jax (faithful): test acc 0.500" in proc.stderr
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "BENCH.jsonl").write_text("{not json\n")
+    for argv, said in [(["converge", str(tmp_path / "stopped")], "holds no finished run (no summary.json)"),
+                       (["bench", str(tmp_path / "none.jsonl")], "cannot read"),
+                       (["bench", str(tmp_path / "BENCH.jsonl")], "is not JSON lines")]:
+        proc = subprocess.run([*command, *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and said in proc.stderr, proc.stderr
 
 
 def test_bench_table(tmp_path):

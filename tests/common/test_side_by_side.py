@@ -174,6 +174,11 @@ def test_check_flag_reports_a_stale_page(tmp_path, capsys):
     side_by_side.main(["--out", str(out)])
     side_by_side.main(["--check", "--out", str(out)])
     assert "up to date" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:  # a file where a folder should be: one line, no traceback
+        side_by_side.main(["--out", str(out / "page.html")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"error: cannot write {out / 'page.html'} (") and \
+        err.endswith("): choose another --out\n") and err.count("\n") == 1, err
 
 
 def test_the_page_is_the_same_where_text_is_not_utf8_by_default(tmp_path):
