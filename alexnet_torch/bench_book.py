@@ -10,6 +10,7 @@ This reproduces that path with PIL directly and times the same training steps ov
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ class BookDataset(Dataset):
 def book_loader(images: np.ndarray, labels: np.ndarray, resize: int, batch_size: int, shuffle: bool,
                 device: torch.device) -> DataLoader:
     """The book's loader: 4 worker processes, each resizing one image at a time."""
+    # The book's 4 workers on purpose, on any machine: PyTorch's warning about fewer cores says nothing new.
+    warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     return DataLoader(BookDataset(images, labels, resize), batch_size, shuffle=shuffle, num_workers=4,
                       pin_memory=device.type == "cuda", persistent_workers=True)
 
@@ -103,7 +106,7 @@ def book_run(net: nn.Module, data: fashion_mnist.FashionMNIST, args: argparse.Na
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The bench flags, plus the flags of a whole run (--epochs and the data's)."""
-    p = bench_parser(BACKEND)
+    p = bench_parser(BACKEND, book_path=True)
     p.prog, p.description = "python -m alexnet_torch.bench_book", __doc__.splitlines()[0]
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="train this many epochs on the real Fashion-MNIST and time the whole run "
@@ -113,8 +116,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-limit", type=positive_int, default=None, help="the first N training images")
     p.add_argument("--test-limit", type=positive_int, default=None, help="the first N test images")
     args = p.parse_args(argv)
-    if args.fast or args.profile:
-        p.error("--fast and --profile belong to python -m alexnet_torch.bench: the book's path is float32")
+    run_only = [flag for flag, value, default in [("--lr", args.lr, BOOK.lr), ("--data-dir", args.data_dir, None),
+                ("--train-limit", args.train_limit, None), ("--test-limit", args.test_limit, None)] if value != default]
+    if run_only and not args.epochs:
+        p.error(f"{', '.join(run_only)} shape a whole run: add --epochs N (without it, --steps steps on random "
+                f"data are timed)")
     return args
 
 

@@ -41,7 +41,7 @@ def weights_info(path: Path) -> tuple[int, str]:
         check_resize(resize)
     except (KeyError, ValueError):
         raise UserError(f"{path} does not record a valid input size in its metadata (resize: "
-                        f"{meta.get('resize')!r}): save it with common.weights.save_weights") from None
+                        f"{meta.get('resize')!r}): export a run's weights.safetensors, which records it") from None
     return resize, meta.get("backend", "unknown")
 
 

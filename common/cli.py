@@ -150,8 +150,8 @@ def model_parser(backend: str) -> argparse.ArgumentParser:
     return p
 
 
-def bench_parser(backend: str) -> argparse.ArgumentParser:
-    """The benchmark command's parser: throughput at the book's settings by default."""
+def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentParser:
+    """The benchmark command's parser, the book's settings by default (`book_path`: float32, no ceiling or profile)."""
     p = _Parser(prog=f"python -m alexnet_{backend}.bench",
                 description=f"Training and evaluation images/s of AlexNet with {backend}.",
                 formatter_class=_Help)
@@ -159,14 +159,16 @@ def bench_parser(backend: str) -> argparse.ArgumentParser:
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
-    p.add_argument("--fast", action="store_true", help=FAST_HELP)
-    p.add_argument("--gemm", type=positive_int, default=GEMM_SIDE, metavar="SIDE",
-                   help="side of the square matrix product that measures this machine's ceiling (the same "
-                        "framework, the mode's precision: float32, or bfloat16 with --fast)")
+    if not book_path:
+        p.add_argument("--fast", action="store_true", help=FAST_HELP)
+        p.add_argument("--gemm", type=positive_int, default=GEMM_SIDE, metavar="SIDE",
+                       help="side of the square matrix product that measures this machine's ceiling (the same "
+                            "framework, the mode's precision: float32, or bfloat16 with --fast)")
     p.add_argument("--json", type=Path, default=None, help="also append the result as a JSON line here")
-    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                   help="then profile the training steps once more: print the ops that take the time and "
-                        "write a trace to DIR (Perfetto or chrome://tracing; TensorFlow: TensorBoard)")
+    if not book_path:
+        p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                       help="then profile the training steps once more: print the ops that take the time and "
+                            "write a trace to DIR (Perfetto or chrome://tracing; TensorFlow: TensorBoard)")
     return p
 
 

@@ -17,7 +17,7 @@ from common.atomic import atomic_write_bytes
 from common.cli import _Help, _Parser, positive_int
 from common.errors import UserError, run_cli
 from common.spec import param_shapes
-from common.weights import refuse_checkpoint, weights_file
+from common.weights import read_metadata, weights_file
 
 NAME = "conv1.weight"
 SHAPE = param_shapes()[NAME]  # (96, 1, 11, 11) at any input size
@@ -33,16 +33,12 @@ DEFAULT_NAME = "conv1_filters.png"
 def read_conv1(path: Path) -> np.ndarray:
     """conv1's weights (96, 1, 11, 11) from a neutral weights file, without reading the rest."""
     path = Path(path)
-    refuse_checkpoint(path)
-    if path.is_dir():
-        raise UserError(f"{path} is a directory: pass a weights file, for example {path / 'weights.safetensors'}")
+    read_metadata(path)  # a checkpoint, a folder, a missing or unreadable file: one line, naming what to pass
     try:
         with safe_open(str(path), framework="np") as f:
             if NAME not in f.keys():
                 raise UserError(f"{path} holds no {NAME}: pass AlexNet's neutral weights (a run's weights.safetensors)")
             weight = f.get_tensor(NAME)
-    except FileNotFoundError:
-        raise UserError(f"weights file {path} does not exist: check the path") from None
     except (SafetensorError, OSError) as e:
         raise UserError(f"{path} is not a readable safetensors weights file ({e}): pass a run's "
                         f"weights.safetensors") from None
@@ -91,6 +87,8 @@ def write_filters(weights: Path, out: Path | None = None, scale: int = SCALE) ->
         raise UserError(f"--scale {scale} is out of range: pick 1 to {MAX_SCALE} pixels per weight")
     if out.is_dir():
         raise UserError(f"{out} is a directory: give the image's file name, for example {out / DEFAULT_NAME}")
+    if out.suffix.lower() != ".png":
+        raise UserError(f"{out}: the grid is written as a PNG: give a name ending in .png")
     buffer = io.BytesIO()
     Image.fromarray(filter_grid(read_conv1(weights), scale), mode="L").save(buffer, format="PNG")
     try:
@@ -108,7 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     p = _Parser(prog="python -m common.filters", formatter_class=_Help,
                 description="Write conv1's 96 learned 11x11 filters as one PNG grid (8 x 12).")
     p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
-    p.add_argument("--out", type=Path, default=None, help=f"the PNG to write (default: {DEFAULT_NAME} beside W)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"the PNG to write (default: {DEFAULT_NAME} beside the weights)")
     p.add_argument("--scale", type=positive_int, default=SCALE, help="pixels per weight")
     args = p.parse_args(argv)
     out = write_filters(args.weights, args.out, args.scale)

@@ -6,6 +6,7 @@ its preprocessing and logits, and the activations of its first two convolutions.
 """
 
 import json
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,23 +49,31 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 
 def _decode(path: Path):
-    """The image in `path` decoded by Pillow, upright (EXIF), as grey; transparency becomes white."""
+    """The image in `path` decoded by Pillow, upright (EXIF), as 8-bit grey; transparency becomes white."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a picture: give one image file")
     if not path.is_file():
         raise UserError(f"{path} does not exist or is not a file: check the path")
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty (0 bytes): give a PNG or JPEG picture")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big photo is no attack here
             image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):  # 16 or 32 bits per pixel: "L" would clip every value above 255
+                image = image.point(lambda v: v / 257)  # 16-bit 0..65535 onto 0..255
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 background = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(background, image.convert("RGBA"))
             return image.convert("L")
     except UnidentifiedImageError:
         raise UserError(f"{path} is not an image Pillow can read: give a PNG or JPEG picture") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:
+        raise UserError(f"{path} has more pixels than Pillow opens (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                        f"million): give a smaller copy of it") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path} is a damaged or unreadable image ({e}): give a PNG or JPEG picture") from None
 
 
@@ -96,7 +105,11 @@ def prepare_image(path: Path, invert: bool = True) -> tuple[np.ndarray, bool]:
                         f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
     grey = np.asarray(image, dtype=np.uint8)
     inverted = invert and light_background(grey)
-    return fit(255 - grey if inverted else grey), inverted
+    fitted = fit(255 - grey if inverted else grey)
+    if not fitted.any():  # nothing stood out from the background (fit's threshold)
+        raise UserError(f"{path} shows no object to classify (a blank or nearly even picture): give a picture of "
+                        f"a piece of clothing")
+    return fitted, inverted
 
 
 def prepare_images(paths: list[Path], invert: bool = True) -> tuple[np.ndarray, list[bool]]:

@@ -411,7 +411,9 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
                  for name, parts in files]
         files = [(name, parts) for name, parts in files if any(parts.values())]
         if not files:
-            raise ValueError(f"no file or section has the anchor '{only}'")
+            stems = ", ".join(Path(name).stem for name in FILES)
+            raise ValueError(f"no file or section has the anchor '{only}': give a file ({stems}) or a section's "
+                             f"anchor, the part after # in the page's links (train-the-training-loop)")
     backends = present
     titles = ", ".join(BACKENDS[b].title for b in backends)
     head = (f"AlexNet (d2l.ai 8.1) in {len(backends)} frameworks, section by section"

@@ -80,10 +80,10 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def _runs_beside(path: Path) -> str:
-    """The runs next to a missing run's weights that have theirs (after --quick: runs/torch-quick), as a hint."""
+    """The runs beside (or under) a missing run's weights that have theirs (runs/torch-quick), as a hint."""
     if path.name != "weights.safetensors":
         return ""
-    found = sorted(str(p.parent) for p in path.parent.parent.glob("*/weights.safetensors"))
+    found = sorted({str(p.parent) for d in (path.parent, path.parent.parent) for p in d.glob("*/weights.safetensors")})
     return f"; these runs have one: {', '.join(found[:4])}" if found else ""
 
 
@@ -91,6 +91,7 @@ def recorded_resize(path: Path, asked: int | None = None) -> int:
     """The input side the weights were trained at (their metadata); a different `asked` side is refused."""
     recorded = read_metadata(path).get("resize")
     if recorded is None or not recorded.isdigit():
+        _check_names(path)  # not AlexNet's at all: say so before asking for a --resize that cannot help
         if asked is None:
             raise UserError(f"{path} does not record the input size it was trained at: pass --resize")
         return asked
@@ -99,12 +100,28 @@ def recorded_resize(path: Path, asked: int | None = None) -> int:
     return int(recorded)
 
 
+def _names_differ(names: set[str], where: str) -> UserError:
+    """The error for a file whose tensors are not AlexNet's by name, a few of each named."""
+    expected = set(param_shapes())  # the same names at every input size
+    missing, extra = sorted(expected - names), sorted(names - expected)
+    return UserError(f"{where} does not hold AlexNet's neutral weights ({len(missing)} of its {len(expected)} "
+                     f"tensors missing, such as {missing[:2]}; {len(extra)} others, such as {extra[:2]}): pass "
+                     f"a run's weights.safetensors")
+
+
+def _check_names(path: Path) -> None:
+    """Refuse a safetensors file whose tensor names are not AlexNet's, without reading the tensors."""
+    with safe_open(str(path), framework="numpy") as f:
+        names = set(f.keys())
+    if names != set(param_shapes()):
+        raise _names_differ(names, str(path))
+
+
 def check_weights(weights: dict[str, np.ndarray], resize: int, where: str) -> None:
     """Refuse weights whose names or shapes differ from the spec's at `resize`."""
     expected = param_shapes(resize)
     if set(weights) != set(expected):
-        missing, extra = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-        raise UserError(f"{where} does not hold AlexNet's weights (missing {missing}, unexpected {extra})")
+        raise _names_differ(set(weights), where)
     for name, shape in expected.items():
         if tuple(weights[name].shape) != shape:
             raise UserError(f"{where}: {name} has shape {tuple(weights[name].shape)} but the network at "

@@ -52,6 +52,8 @@ def test_the_books_data_path_times_a_whole_run(backend, tiny_data, tmp_path, cap
     record = json.loads((tmp_path / "book.jsonl").read_text())
     assert record["epoch"] == 2 and record["wall_time"] > 0 and 0 <= record["test_acc"] <= 1
     assert "epoch 2/2" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e:
-        bench_book.main(["--fast"])
-    assert e.value.code == 2 and "float32" in capsys.readouterr().err
+    for argv, said in [(["--fast"], "unrecognized arguments: --fast"),  # float32 only: not in its --help either
+                       (["--train-limit", "100"], "--train-limit shape a whole run: add --epochs N")]:
+        with pytest.raises(SystemExit) as e:
+            bench_book.main(argv)
+        assert e.value.code == 2 and said in capsys.readouterr().err

@@ -96,6 +96,8 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="cannot write"):
         filters.write_filters(tmp_path / "w.safetensors", tmp_path / "file" / "f.png")  # a file as a folder
+    with pytest.raises(UserError, match="f.jpg: the grid is written as a PNG: give a name ending in .png"):
+        filters.write_filters(tmp_path / "w.safetensors", tmp_path / "f.jpg")
     with pytest.raises(UserError, match="--scale 99"):
         filters.write_filters(tmp_path / "w.safetensors", scale=99)
 
@@ -105,4 +107,4 @@ def test_the_command_line_says_one_line_and_no_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: weights file {tmp_path / 'none.safetensors'} does not "
-                                                f"exist: check the path"]
+                                                f"exist: check the path (a run writes <out>/weights.safetensors)"]

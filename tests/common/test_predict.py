@@ -82,7 +82,9 @@ def test_transparency_counts_as_a_light_background(tmp_path):
 
 
 def test_small_and_large_pictures_come_out_28x28(tmp_path):
-    Image.new("L", (9, 30), 255).save(tmp_path / "thin.png")
+    thin = Image.new("L", (9, 30), 255)
+    thin.paste(0, (3, 5, 6, 25))  # a dark bar on white
+    thin.save(tmp_path / "thin.png")
     _photo(tmp_path / "big.jpg", (1200, 900))
     images, inverted = prepare_images(image_files([tmp_path]))
     assert images.shape == (2, 28, 28) and inverted == [True, True]
@@ -105,6 +107,26 @@ def test_bad_files_are_refused_in_one_line(tmp_path, content, message):
     (tmp_path / "bad.png").write_bytes(content)
     with pytest.raises(UserError, match=message):
         prepare_image(tmp_path / "bad.png")
+
+
+def test_a_16_bit_picture_reads_as_its_8_bit_self_and_a_blank_one_is_refused(tmp_path):
+    photo = np.asarray(Image.open(_photo(tmp_path / "photo.png")).convert("L"), dtype=np.uint16)
+    Image.fromarray(photo * 257).save(tmp_path / "deep.png")  # 16-bit grey: mode I;16 (or I)
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    np.testing.assert_array_equal(prepare_image(tmp_path / "deep.png")[0], prepare_image(tmp_path / "photo.png")[0])
+    for shade in (0, 255):
+        Image.new("L", (40, 40), shade).save(tmp_path / "blank.png")
+        with pytest.raises(UserError, match="shows no object to classify"):
+            prepare_image(tmp_path / "blank.png")
+
+
+def test_a_folder_or_too_many_pixels_is_named_for_what_it_is(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="is a directory, not a picture: give one image file"):
+        prepare_image(tmp_path)
+    _photo(tmp_path / "photo.png", (300, 150))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow refuses over twice this: 45,000 > 20,000
+    with pytest.raises(UserError, match="has more pixels than Pillow opens .*give a smaller copy of it"):
+        prepare_image(tmp_path / "photo.png")
 
 
 def test_tiny_missing_and_truncated_pictures_are_refused(tmp_path):
@@ -211,10 +233,15 @@ def test_the_resize_is_read_from_the_weights(tmp_path):
 def test_weights_without_a_recorded_resize_need_the_flag(tmp_path):
     from safetensors.numpy import save_file
 
-    save_file({"x": np.zeros(1, np.float32)}, tmp_path / "bare.safetensors")
+    save_file({k: np.zeros(s, np.float32) for k, s in param_shapes(80).items()}, tmp_path / "bare.safetensors")
     with pytest.raises(UserError, match="does not record the input size.*pass --resize"):
         recorded_resize(tmp_path / "bare.safetensors")
     assert recorded_resize(tmp_path / "bare.safetensors", 80) == 80
+    save_file({"conv.weight": np.zeros(1, np.float32)}, tmp_path / "other.safetensors")  # another model's
+    with pytest.raises(UserError, match=r"does not hold AlexNet's neutral weights \(16 of its 16 tensors missing, "
+                                        r"such as \['conv1.bias', 'conv1.weight'\]; 1 others, such as "
+                                        r"\['conv.weight'\]\): pass a run's weights.safetensors"):
+        recorded_resize(tmp_path / "other.safetensors", 80)  # before a --resize that could not help
 
 
 def test_missing_and_corrupt_weights_files_are_one_line(tmp_path):
@@ -247,6 +274,8 @@ def test_a_run_directory_stands_for_its_weights_and_a_checkpoint_is_refused_by_n
     _weights_file(quick / "weights.safetensors", 67)
     with pytest.raises(UserError, match=f"does not exist: .*these runs have one: {quick}\\)$"):  # after --quick
         read_metadata(run / "weights.safetensors")
+    with pytest.raises(UserError, match=f"these runs have one: {quick}\\)$"):  # `runs` given for a run in it
+        read_metadata(tmp_path / "runs" / "weights.safetensors")
 
 
 # ---- Flags ----
