@@ -104,9 +104,14 @@ def _names_differ(names: set[str], where: str) -> UserError:
     """The error for a file whose tensors are not AlexNet's by name, a few of each named."""
     expected = set(param_shapes())  # the same names at every input size
     missing, extra = sorted(expected - names), sorted(names - expected)
-    return UserError(f"{where} does not hold AlexNet's neutral weights ({len(missing)} of its {len(expected)} "
-                     f"tensors missing, such as {missing[:2]}; {len(extra)} others, such as {extra[:2]}): pass "
-                     f"a run's weights.safetensors")
+
+    def some(found: list[str]) -> str:
+        return ", ".join(found[:2]) + (", ..." if len(found) > 2 else "")
+
+    said = [f"{len(missing)} of its {len(expected)} tensors missing: {some(missing)}" if missing else "",
+            f"{len(extra)} not AlexNet's: {some(extra)}" if extra else ""]
+    return UserError(f"{where} does not hold AlexNet's neutral weights ({'; '.join(filter(None, said))}): pass a "
+                     f"run's weights.safetensors")
 
 
 def _check_names(path: Path) -> None:
