@@ -34,30 +34,17 @@ def weights_file(text: str) -> Path:
     return path / "weights.safetensors" if path.is_dir() else path
 
 
-def refuse_checkpoint(path: Path) -> None:
-    """Refuse a run's framework checkpoint where neutral weights are asked for, naming the file to pass."""
-    path = Path(path)
-    if CHECKPOINT.match(path.name) and path.is_file() and _format(path) != FORMAT:
-        raise UserError(f"{path} is a training checkpoint in its framework's own format, not neutral weights: "
-                        f"pass {path.parent / 'weights.safetensors'} (a run writes it with every checkpoint)")
-
-
-def _format(path: Path) -> str | None:
-    """The format a safetensors file records, if it is one (JAX's checkpoints are, without ours)."""
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return (f.metadata() or {}).get("format")
-    except (SafetensorError, ValueError, OSError):
-        return None
+def _checkpoint(path: Path) -> UserError:
+    """The error for a run's framework checkpoint given where neutral weights are asked for."""
+    return UserError(f"{path} is a training checkpoint in its framework's own format, not neutral weights: "
+                     f"pass {path.parent / 'weights.safetensors'} (a run writes it with every checkpoint)")
 
 
 def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
     """Read a neutral weights file (never unpickles) and check it fits the network at `resize`."""
-    refuse_checkpoint(path)
+    read_metadata(path)  # a checkpoint, a folder, a missing or unreadable file: one line, naming what to pass
     try:
         weights = st_load(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise UserError(f"weights file {path} does not exist: check the path") from None
     except (SafetensorError, ValueError, OSError) as e:
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
     check_weights(weights, resize, str(path))
@@ -67,16 +54,21 @@ def load_weights(path: Path, resize: int) -> dict[str, np.ndarray]:
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata a weights file records (format, resize, backend), without reading its tensors."""
     path = Path(path)
-    refuse_checkpoint(path)
     if not path.is_file():
         what = "is a directory" if path.is_dir() else "does not exist"
         raise UserError(f"weights file {path} {what}: check the path (a run writes <out>/weights.safetensors"
                         f"{_runs_beside(path)})")
+    named_as_checkpoint = CHECKPOINT.match(path.name)  # JAX's are safetensors too, without our format
     try:
         with safe_open(str(path), framework="numpy") as f:
-            return dict(f.metadata() or {})
+            meta = dict(f.metadata() or {})
     except (SafetensorError, ValueError, OSError) as e:
+        if named_as_checkpoint:  # .pt, .params, .weights.h5
+            raise _checkpoint(path) from None
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+    if named_as_checkpoint and meta.get("format") != FORMAT:
+        raise _checkpoint(path)
+    return meta
 
 
 def _runs_beside(path: Path) -> str:
