@@ -19,8 +19,8 @@ from torch import nn
 
 from alexnet_torch.model import alexnet, set_weights
 from common.atomic import atomic_write_bytes
-from common.cli import _Help, _Parser, positive_int
-from common.errors import UserError, run_cli
+from common.cli import positive_int
+from common.errors import Help, Parser, UserError, run_cli
 from common.hparams import IN_CHANNELS
 from common.spec import check_resize
 from common.weights import load_weights, read_metadata, weights_file
@@ -107,7 +107,7 @@ def export(weights: Path, out: Path, opset: int = DEFAULT_OPSET) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The export command's parser."""
-    p = _Parser(prog=f"python -m alexnet_{BACKEND}.export", formatter_class=_Help,
+    p = Parser(prog=f"python -m alexnet_{BACKEND}.export", formatter_class=Help,
                 description="Write an ONNX model from neutral weights trained in any backend.")
     p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
     p.add_argument("out", type=Path, help="the ONNX file to write, for example model.onnx")

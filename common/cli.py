@@ -1,11 +1,11 @@
-"""The one argument parser every `python -m alexnet_<fw>.train` uses, and one-line errors."""
+"""The one argument parser every `python -m alexnet_<fw>.train` uses, and the checks on its numbers."""
 
 import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
 
-from common.errors import InputTooSmallError, UserError
+from common.errors import Help, InputTooSmallError, Parser, UserError
 from common.hparams import BOOK, HParams
 from common.metrics import GEMM_SIDE
 from common.run import stored_settings
@@ -15,23 +15,6 @@ from common.weights import weights_file
 DEVICES = ("auto", "cpu", "gpu")
 FAST_HELP = ("opt-in fast path instead of the book's float32: bf16 mixed precision and compiled steps "
              "where they pay off on the device (see README, 'Speed')")
-
-
-class _Help(argparse.ArgumentDefaultsHelpFormatter):
-    """Each flag's default after its help, once: not for on/off flags or defaults the help already states."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = (action.help or "").removesuffix(" (default: %(default)s)")  # Python 3.10's BooleanOptionalAction
-        if action.default is None or action.default is False or "default" in text:  # 0 == False: --seed
-            return text
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error: the problem, and where to look for the fix."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]:
@@ -72,10 +55,10 @@ QUICK_TEXT = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
 
 def parser(backend: str) -> argparse.ArgumentParser:
     """The train command's parser for one backend, every default from the book."""
-    p = _Parser(
+    p = Parser(
         prog=f"python -m alexnet_{backend}.train",
         description=f"Train the book's AlexNet on Fashion-MNIST with {backend} (d2l.ai, chapter 8.1).",
-        formatter_class=_Help,
+        formatter_class=Help,
     )
     p.add_argument("--epochs", type=positive_int, default=BOOK.num_epochs, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
@@ -142,9 +125,9 @@ def take_stored(args: argparse.Namespace, explicit: set[str], stored: dict) -> N
 
 def model_parser(backend: str) -> argparse.ArgumentParser:
     """The model command's parser: the book's layer summary, or the shape report as JSON."""
-    p = _Parser(prog=f"python -m alexnet_{backend}.model",
+    p = Parser(prog=f"python -m alexnet_{backend}.model",
                 description=f"Each layer's output shape in the {backend} AlexNet.",
-                formatter_class=_Help)
+                formatter_class=Help)
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--json", action="store_true", help="print the canonical (NCHW) shape report as JSON")
     return p
@@ -152,9 +135,9 @@ def model_parser(backend: str) -> argparse.ArgumentParser:
 
 def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentParser:
     """The benchmark command's parser, the book's settings by default (`book_path`: float32, no ceiling or profile)."""
-    p = _Parser(prog=f"python -m alexnet_{backend}.bench",
+    p = Parser(prog=f"python -m alexnet_{backend}.bench",
                 description=f"Training and evaluation images/s of AlexNet with {backend}.",
-                formatter_class=_Help)
+                formatter_class=Help)
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--steps", type=positive_int, default=5, help="timed steps (after one warm-up step)")
@@ -174,10 +157,10 @@ def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentPars
 
 def predict_parser(backend: str) -> argparse.ArgumentParser:
     """The predict command's parser: evaluate weights on the test split, or classify image files."""
-    p = _Parser(prog=f"python -m alexnet_{backend}.predict",
+    p = Parser(prog=f"python -m alexnet_{backend}.predict",
                 description=f"Evaluate neutral AlexNet weights with {backend} on Fashion-MNIST's test split, "
                             f"or classify your own images (PNG, JPEG).",
-                formatter_class=_Help)
+                formatter_class=Help)
     p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
                    help="image files or directories of them to classify (none: evaluate on the test split)")
     p.add_argument("--weights", type=weights_file, default=Path("runs") / backend / "weights.safetensors",

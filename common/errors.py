@@ -1,5 +1,6 @@
 """The one exception type for bad input, and how a command shows it: one line and an exit status."""
 
+import argparse
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +18,23 @@ class DataError(UserError):
 
 class InputTooSmallError(UserError, ValueError):
     """An input side too small for AlexNet's stack of strided layers."""
+
+
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, once: not for on/off flags or defaults the help already states."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").removesuffix(" (default: %(default)s)")  # Python 3.10's BooleanOptionalAction
+        if action.default is None or action.default is False or "default" in text:  # 0 == False: --seed
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the problem, and where to look for the fix."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -14,8 +14,8 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 
 from common.atomic import atomic_write_bytes
-from common.cli import _Help, _Parser, positive_int
-from common.errors import UserError, run_cli
+from common.cli import positive_int
+from common.errors import Help, Parser, UserError, run_cli
 from common.spec import param_shapes
 from common.weights import read_metadata, weights_file
 
@@ -103,7 +103,7 @@ def write_filters(weights: Path, out: Path | None = None, scale: int = SCALE) ->
 
 def main(argv: list[str] | None = None) -> None:
     """Write the filter grid and say where."""
-    p = _Parser(prog="python -m common.filters", formatter_class=_Help,
+    p = Parser(prog="python -m common.filters", formatter_class=Help,
                 description="Write conv1's 96 learned 11x11 filters as one PNG grid (8 x 12).")
     p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
     p.add_argument("--out", type=Path, default=None,

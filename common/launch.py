@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.errors import UserError, run_cli
+from common.errors import Parser, UserError, run_cli
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
@@ -230,7 +230,7 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Start a command in several processes on this machine and wait for them all."""
-    p = argparse.ArgumentParser(prog="python -m common.launch", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m common.launch", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=sorted(ENVIRONMENTS), required=True, help="whose variables to set")
     p.add_argument("--processes", type=int, default=2, help="how many processes to start (default: 2)")
     p.add_argument("--port", type=int, default=None, help="the first port to use (default: free ones)")

@@ -8,8 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.cli import _Help, _Parser
-from common.errors import UserError, run_cli
+from common.errors import Help, Parser, UserError, run_cli
 from common.metrics import DRIFT, ceiling_moved, mib, mode
 
 
@@ -129,7 +128,7 @@ def budget_table(runs: list[Path]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print a converge or bench table; converge exits 1 when a run missed the bar."""
-    p = _Parser(prog="python -m common.report", description=main.__doc__, formatter_class=_Help)
+    p = Parser(prog="python -m common.report", description=main.__doc__, formatter_class=Help)
     p.add_argument("kind", choices=["converge", "bench"], help="converge: finished runs against --min-acc; "
                    "bench: the JSON lines of `bench --json`, then fixed-budget runs")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH",

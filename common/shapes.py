@@ -7,7 +7,7 @@ one entry per layer of the spec (activations are folded into their conv or dense
 import json
 from pathlib import Path
 
-from common.errors import UserError
+from common.errors import Parser, UserError, run_cli
 from common.spec import layer_stats
 
 
@@ -90,10 +90,9 @@ def _cell(shape: list[int], params: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Compare reports with the spec: print a table per input size, exit 1 on any difference."""
-    import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m common.shapes", description=main.__doc__)
+    p = Parser(prog="python -m common.shapes", description=main.__doc__)
     p.add_argument("reports", nargs="+", type=Path, help="JSON reports from python -m alexnet_<fw>.model --json")
     args = p.parse_args(argv)
     reports = [read_report(path) for path in args.reports]
@@ -110,7 +109,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     import sys
-
-    from common.errors import run_cli
 
     run_cli(lambda: sys.exit(main()))

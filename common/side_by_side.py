@@ -33,7 +33,6 @@ Each section lists the rows of docs/frameworks.md's API table and the README's "
 why" items that it illustrates (`STEPS` and `WHY` below), with relative links to both.
 """
 
-import argparse
 import html
 import re
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common.backends import BACKENDS, NAMES
+from common.errors import Parser
 
 ROOT = Path(__file__).resolve().parent.parent
 # Mirrored in every backend. alexnet_torch/bench_book.py is PyTorch's alone on purpose: it is the
@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     """Write the page, and report any section that is not mirrored."""
     from common.atomic import atomic_write_text
 
-    p = argparse.ArgumentParser(prog="python -m common.side_by_side", description=main.__doc__)
+    p = Parser(prog="python -m common.side_by_side", description=main.__doc__)
     p.add_argument("--out", type=Path, default=Path("docs/side_by_side.html"), help="the HTML file to write")
     p.add_argument("--only", metavar="ANCHOR",
                    help="only this file (train) or section (train-the-training-loop): a smaller page")

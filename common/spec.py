@@ -4,10 +4,9 @@ Run `python -m common.spec [--resize N]` for the table (the book's first exercis
 the parameters live, and where does the compute go?).
 """
 
-import argparse
 from dataclasses import dataclass
 
-from common.errors import InputTooSmallError, run_cli
+from common.errors import InputTooSmallError, Parser, run_cli
 from common.hparams import BOOK, IN_CHANNELS, NUM_CLASSES
 
 BYTES_PER_FLOAT = 4  # float32
@@ -194,7 +193,7 @@ def table(resize: int = BOOK.resize) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the table for the input size given on the command line."""
-    parser = argparse.ArgumentParser(prog="python -m common.spec", description=table.__doc__)
+    parser = Parser(prog="python -m common.spec", description=table.__doc__)
     parser.add_argument("--resize", type=int, default=BOOK.resize,
                         help=f"input side in pixels (default: {BOOK.resize}, minimum {MIN_RESIZE})")
     run_cli(lambda: print(table(parser.parse_args(argv).resize)))

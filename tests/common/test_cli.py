@@ -1,5 +1,6 @@
 """The one train parser: the book's defaults, documented flags, one-line errors."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -47,6 +48,15 @@ def test_bad_flags_exit_2_with_one_line(capsys, argv, phrase):
         parse_args("torch", argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and phrase in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", ["fashion_mnist", "filters", "launch", "report", "shapes", "side_by_side", "spec"])
+def test_every_common_command_says_a_bad_flag_in_one_line(capsys, command):
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(f"common.{command}").main(["--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"python -m common.{command} --help" in err
 
 
 def test_resume_and_force_contradict():
