@@ -48,6 +48,21 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def _eight_bit(image):
+    """A 16-bit, 32-bit or floating-point grey image as 8-bit grey, by the range its kind of values spans."""
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max(initial=0.0))
+    if image.mode == "F" and top <= 1:
+        full = 1.0  # floats from 0 (black) to 1 (white)
+    elif top <= 255 and not image.mode.startswith("I;16"):
+        full = 255.0  # 8-bit values kept in a wider type
+    else:
+        full = max(65535.0, top)  # 16-bit, or wider values: the brightest becomes white
+    return Image.fromarray(np.clip(values * (255 / full), 0, 255).round().astype(np.uint8), "L")
+
+
 def _decode(path: Path):
     """The image in `path` decoded by Pillow, upright (EXIF), as 8-bit grey; transparency becomes white."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -62,8 +77,8 @@ def _decode(path: Path):
         with warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big photo is no attack here
             image = ImageOps.exif_transpose(image)
-            if image.mode.startswith("I"):  # 16 or 32 bits per pixel: "L" would clip every value above 255
-                image = image.point(lambda v: v / 257)  # 16-bit 0..65535 onto 0..255
+            if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # "L" would clip every value above 255
+                image = _eight_bit(image)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 background = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(background, image.convert("RGBA"))

@@ -109,11 +109,17 @@ def test_bad_files_are_refused_in_one_line(tmp_path, content, message):
         prepare_image(tmp_path / "bad.png")
 
 
-def test_a_16_bit_picture_reads_as_its_8_bit_self_and_a_blank_one_is_refused(tmp_path):
+def test_a_16_bit_32_bit_or_float_picture_reads_as_its_8_bit_self_and_a_blank_one_is_refused(tmp_path):
     photo = np.asarray(Image.open(_photo(tmp_path / "photo.png")).convert("L"), dtype=np.uint16)
     Image.fromarray(photo * 257).save(tmp_path / "deep.png")  # 16-bit grey: mode I;16 (or I)
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
-    np.testing.assert_array_equal(prepare_image(tmp_path / "deep.png")[0], prepare_image(tmp_path / "photo.png")[0])
+    expected = prepare_image(tmp_path / "photo.png")[0]
+    np.testing.assert_array_equal(prepare_image(tmp_path / "deep.png")[0], expected)
+    for name, values in [("floats.tif", photo.astype(np.float32) / 255), ("bytes.tif", photo.astype(np.float32)),
+                         ("ints.tif", photo.astype(np.int32)), ("deep_ints.tif", photo.astype(np.int32) * 257)]:
+        Image.fromarray(values).save(tmp_path / name)  # mode F or I: 0..1, 0..255 or 0..65535
+        assert Image.open(tmp_path / name).mode in ("F", "I")
+        np.testing.assert_array_equal(prepare_image(tmp_path / name)[0], expected, err_msg=name)
     for shade in (0, 255):
         Image.new("L", (40, 40), shade).save(tmp_path / "blank.png")
         with pytest.raises(UserError, match="shows no object to classify"):
