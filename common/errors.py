@@ -1,6 +1,7 @@
 """The one exception type for bad input, and how a command shows it: one line and an exit status."""
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -46,7 +47,13 @@ def run_cli(main: Callable[[], object]) -> None:
     """Run a command: a UserError becomes one line on stderr and a non-zero exit status."""
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        main()
+        try:
+            main()
+        finally:
+            sys.stdout.flush()  # a reader that left shows here, not in a traceback at exit
+    except BrokenPipeError:  # `| head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so that the flush at exit is silent
+        sys.exit(1)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -2,6 +2,9 @@
 
 import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,18 @@ def test_every_common_command_says_a_bad_flag_in_one_line(capsys, command):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert f"python -m common.{command} --help" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`python -m common.spec | head -1`: the reader leaves early, and the command says nothing more."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "common.spec"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    finally:
+        os.close(write)
+    assert proc.returncode == 1 and proc.stderr == ""
 
 
 def test_resume_and_force_contradict():
