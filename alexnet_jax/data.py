@@ -20,7 +20,8 @@ def resize_batch(X: jax.Array, resize: int) -> jax.Array:
     """uint8 images (B, 28, 28) to float32 (B, resize, resize, 1) in [0, 1], bilinear."""
     X = X[..., None].astype(jnp.float32) / 255  # (B, 28, 28, 1)
     # Half-pixel centres; antialias only ever widens the kernel when shrinking, and this only enlarges.
-    return jax.image.resize(X, (X.shape[0], resize, resize, 1), method="bilinear", antialias=False)
+    size = (X.shape[0], resize, resize, 1)
+    return jax.image.resize(X, size, method="bilinear", antialias=False)  # (B, 224, 224, 1)
 
 
 def preprocess(images: np.ndarray, resize: int, device: jax.Device) -> np.ndarray:
@@ -31,7 +32,7 @@ def preprocess(images: np.ndarray, resize: int, device: jax.Device) -> np.ndarra
 
 def _gather_resize(images: jax.Array, labels: jax.Array, idx: jax.Array, resize: int) -> tuple[jax.Array, jax.Array]:
     """One minibatch picked by `idx` and resized; an index of -1 gives a padding row labelled NO_LABEL."""
-    X = resize_batch(images[jnp.maximum(idx, 0)], resize)
+    X = resize_batch(images[jnp.maximum(idx, 0)], resize)  # (B, 28, 28) -> (B, 224, 224, 1)
     return X, jnp.where(idx >= 0, labels[jnp.maximum(idx, 0)], NO_LABEL)
 
 

@@ -19,11 +19,6 @@ from common.weights import dense_in_chw_to_hwc, dense_in_hwc_to_chw
 BACKEND = "jax"
 
 
-def _flatten(X: jax.Array) -> jax.Array:
-    """(B, H, W, C) to (B, H*W*C): the channels-last flatten."""
-    return X.reshape(X.shape[0], -1)
-
-
 # ---- The network ----
 
 # Max-pooling: what nnx.max_pool computes, with its gradient written as work XLA fuses. nnx.max_pool's
@@ -66,6 +61,11 @@ def _max_pool_bwd(saved: tuple[jax.Array, jax.Array], dY: jax.Array) -> tuple[ja
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def _flatten(X: jax.Array) -> jax.Array:
+    """(B, H, W, C) to (B, H*W*C): the channels-last flatten."""
+    return X.reshape(X.shape[0], -1)
 
 
 # Under jit the weights are drawn by one compiled program: op by op, NNX compiles each draw of each shape
