@@ -1,7 +1,7 @@
 """The backends side by side, aligned by their shared section comments, as one HTML page.
 
     python -m common.side_by_side                         # writes docs/side_by_side.html
-    python -m common.side_by_side --only step-one-training-step --out step.html   # a smaller page
+    python -m common.side_by_side --only step-one-training-step   # docs/side_by_side-step-one-training-step.html
 
 Each backend file is cut at its `# ---- Title ----` comments; sections with the same title
 stand in one row, a column per backend (the backends and their order come from
@@ -20,8 +20,9 @@ Compact mode: `#only=<anchor>` (or `?only=<anchor>`) shows that one file or that
 the backends and hides the rest; each heading has an "only this" link, and "show all" goes back.
 There the header links to the previous and the next section (or file), and the left and right arrow
 keys (which many presenter remotes send) follow those links, keeping the other settings.
-`--only <anchor>` writes a page that holds only that file or section. `#only=...&font=large`
-(or the "Large font" button, remembered by the browser) sets the projector size.
+`--only <anchor>` writes a page that holds only that file or section (beside the whole one unless
+`--out` says where; its links to the code and the docs lead from wherever it is written).
+`#only=...&font=large` (or the "Large font" button, remembered by the browser) sets the projector size.
 
 Comparing fewer backends: the header's boxes (remembered by the browser), or `backends=torch,jax` in
 the URL, show only those columns, wider; the lines then muted are those every column shown shares.
@@ -34,6 +35,7 @@ why" items that it illustrates (`STEPS` and `WHY` below), with relative links to
 """
 
 import html
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +71,17 @@ STEPS: dict[str, tuple[str, ...]] = {
 }
 # Which bold items of the README's "what differs, and why" list each section is the code of.
 WHY: dict[str, tuple[str, ...]] = {
-    "model-the-network": ("conv1 padding", "Layout"),
-    "model-initialisation": ("Initialisation",),
+    "model-the-network": ("conv1 padding", "Layout", "Flax NNX, not Linen"),
+    "model-initialisation": ("Initialisation", "Explicit random keys"),
     "model-neutral-weights": ("Layout",),
     "data-resizing-on-the-device": ("Resize",),
     "step-device": ("Float32 on a GPU",),
     "step-fast-path-opt-in": ("Precision on the fast path",),
-    "step-evaluation": ("Dropout",),
-    "step-one-training-step": ("Loss scaling", "Execution", "Dropout"),
+    "step-evaluation": ("Dropout", "Float32 rounding"),
+    "step-one-training-step": ("Loss scaling", "Execution", "jit", "Dropout"),
     "train-the-network-and-its-trainer": ("Initialisation",),
-    "train-the-training-loop": ("Dropout",),
-    "train-checkpoints": ("Dropout",),
+    "train-the-training-loop": ("Dropout", "Explicit random keys"),
+    "train-checkpoints": ("Dropout", "Explicit random keys"),
 }
 FRAMEWORKS_DOC = "docs/frameworks.md"
 README = "README.md"
@@ -144,14 +146,19 @@ def anchor(file: str, title: str) -> str:
     return f"{Path(file).stem}-{slug(title)}"
 
 
+def given_anchor(text: str) -> str:
+    """An anchor as given to --only, also pasted from a link: `#only=train&font=large`, `#train`, `train.py`."""
+    return re.split(r"[#?]", text)[-1].split("&")[0].removeprefix("only=").removesuffix(".py")
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading: lowercase, punctuation dropped, spaces as '-'."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def text_fragment(text: str) -> str:
-    """A `:~:text=` directive that scrolls a browser to the first occurrence of `text`."""
-    return ":~:text=" + quote(text, safe="")
+    """A `:~:text=` directive that scrolls a browser to `text` as rendered (Markdown's backticks dropped)."""
+    return ":~:text=" + quote(text.replace("`", ""), safe="")
 
 
 @dataclass(frozen=True)
@@ -394,8 +401,11 @@ SCRIPT = """
 """
 
 
-def render(root: Path = ROOT, only: str | None = None) -> str:
-    """The HTML page: per file, a row per section, a column per backend; `only` keeps one file or section."""
+def render(root: Path = ROOT, only: str | None = None, up: str = "../") -> str:
+    """The HTML page: per file, a row per section, a column per backend; `only` keeps one file or section.
+
+    `up` leads from the page's folder to the repository root: the code and the docs are linked through it.
+    """
     docs = read_docs(root)
     present = [b for b in NAMES if (root / f"alexnet_{b}").is_dir()]  # a column each, even where a file lacks
     files = []  # (file name, {backend: {title: (line, code)}})
@@ -404,6 +414,8 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
         if any(p.exists() for p in paths.values()):
             files.append((name, {b: numbered_sections(p) if p.exists() else {} for b, p in paths.items()}))
     if only is not None:
+        only = given_anchor(only)
+
         def keep(name: str, title: str) -> bool:
             return only in (Path(name).stem, anchor(name, title))
 
@@ -443,7 +455,7 @@ def render(root: Path = ROOT, only: str | None = None) -> str:
         for title in sec_titles:
             sid = anchor(name, title)
             toc.append(f"<li><a href='#{sid}'>{html.escape(title)}</a></li>")
-            body.append(section_html(name, title, sid, parts, docs))
+            body.append(section_html(name, title, sid, parts, docs, up))
         toc.append("</ul></div>")
         body.append("</section>")
     toc.append("</nav>")
@@ -460,12 +472,12 @@ def pick_html(backends: list[str]) -> str:
 
 
 def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tuple[int, str]]],
-                 docs: Docs) -> str:
+                 docs: Docs, up: str = "../") -> str:
     """One section: its heading, what it illustrates in the docs, and a column per backend."""
     present = [parts[b][title][1] for b in parts if title in parts[b]]
     shared = shared_lines(present) if len(present) == len(parts) and len(parts) > 1 else set()
     out = [f"<section class='sec' id='{sid}'><h3>{html.escape(title)} <a href='#{sid}'>#</a>"
-           f"<a class='only' href='#only={sid}'>only this section</a></h3>", refs_html(sid, list(parts), docs),
+           f"<a class='only' href='#only={sid}'>only this section</a></h3>", refs_html(sid, list(parts), docs, up),
            "<div class='cols'>"]
     for b, secs in parts.items():
         where = f"alexnet_{b}/{name}"
@@ -474,7 +486,7 @@ def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tup
             out.append(f"<span class='where'>{where}</span></div><div class='missing'>not in {where}</div></div>")
             continue
         line, code = secs[title]
-        out.append(f"<a class='where' href='../{where}'>{where}:{line}</a></div><pre class='code'><code>")
+        out.append(f"<a class='where' href='{up}{where}'>{where}:{line}</a></div><pre class='code'><code>")
         for raw, lit in zip(code.splitlines(), highlight(code)):
             kind = "b" if not raw.strip() else "s" if raw.strip() in shared else "d"
             out.append(f"<span class='l {kind}'>{lit}</span>")
@@ -483,7 +495,7 @@ def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tup
     return "".join(out)
 
 
-def refs_html(sid: str, backends: list[str], docs: Docs) -> str:
+def refs_html(sid: str, backends: list[str], docs: Docs, up: str = "../") -> str:
     """The API table's rows and the README's why-items for one section, linked relatively."""
     steps = [s for s in STEPS.get(sid, ()) if s in docs.steps]
     why = [w for w in WHY.get(sid, ()) if w in docs.why]
@@ -491,7 +503,7 @@ def refs_html(sid: str, backends: list[str], docs: Docs) -> str:
         return ""
     out = ["<div class='refs'>"]
     if steps:
-        links = ", ".join(f"<a href='{Path(FRAMEWORKS_DOC).name}#{docs.steps_anchor}"
+        links = ", ".join(f"<a href='{up}{FRAMEWORKS_DOC}#{docs.steps_anchor}"
                           f"{text_fragment(s)}'>{inline_markdown(s)}</a>" for s in steps)
         out.append(f"<details><summary>API table (docs/frameworks.md): {links}</summary><table><tr><th>step</th>"
                    + "".join(f"<th data-backend='{b}'>{html.escape(BACKENDS[b].title)}</th>" for b in backends)
@@ -503,7 +515,7 @@ def refs_html(sid: str, backends: list[str], docs: Docs) -> str:
                        + "</tr>")
         out.append("</table></details>")
     if why:
-        links = ", ".join(f"<a href='../{README}#{docs.why_anchor}{text_fragment(w + '.')}'>{html.escape(w)}</a>"
+        links = ", ".join(f"<a href='{up}{README}#{docs.why_anchor}{text_fragment(w + '.')}'>{html.escape(w)}</a>"
                           for w in why)
         out.append(f"<details><summary>What differs, and why (README): {links}</summary>"
                    + "".join(f"<p><b>{html.escape(w)}.</b> {inline_markdown(docs.why[w])}</p>" for w in why)
@@ -523,33 +535,56 @@ def stale(page: str, fresh: str) -> bool:
     return text(page) != text(fresh)
 
 
+def default_out(only: str | None) -> Path:
+    """Where the page goes without --out: docs/side_by_side.html, or beside it for one file or section."""
+    name = "side_by_side.html" if only is None else f"side_by_side-{given_anchor(only)}.html"
+    docs = ROOT / "docs"
+    return (docs.relative_to(Path.cwd()) if docs.is_relative_to(Path.cwd()) else docs) / name  # short when it can be
+
+
+def way_up(out: Path) -> str:
+    """The link from the folder of the page `out` to the repository root: `../` for docs/."""
+    try:
+        return Path(os.path.relpath(ROOT, out.resolve().parent)).as_posix() + "/"
+    except ValueError:  # Windows: another drive, no relative way
+        return ROOT.as_uri() + "/"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Write the page, and report any section that is not mirrored."""
     from common.atomic import atomic_write_text
 
     p = Parser(prog="python -m common.side_by_side", description=main.__doc__)
-    p.add_argument("--out", type=Path, default=Path("docs/side_by_side.html"), help="the HTML file to write")
+    p.add_argument("--out", type=Path, help="the HTML file to write (default: docs/side_by_side.html; with --only, "
+                                            "docs/side_by_side-ANCHOR.html beside it)")
     p.add_argument("--only", metavar="ANCHOR",
                    help="only this file (train) or section (train-the-training-loop): a smaller page")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when --out differs from what the code gives (a stale page; "
                         "made with another Pygments, in its text only)")
     args = p.parse_args(argv)
+    if args.check and args.only:
+        p.error("--check compares the whole page with the code: leave out --only")
+    out = args.out or default_out(args.only)
+    up = way_up(out)
     try:
-        page = render(only=args.only)
+        page = render(only=args.only, up=up)
     except ValueError as e:
         p.error(str(e))
     if args.check:
-        if not args.out.exists() or stale(args.out.read_text(encoding="utf-8"), page):
-            print(f"{args.out} is stale: regenerate it with python -m common.side_by_side --out {args.out}")
+        if not out.exists():
+            print(f"{out} does not exist: write it with python -m common.side_by_side --out {out}")
             raise SystemExit(1)
-        print(f"{args.out} is up to date")
+        if stale(out.read_text(encoding="utf-8"), page):
+            print(f"{out} is stale: regenerate it with python -m common.side_by_side --out {out}")
+            raise SystemExit(1)
+        print(f"{out} is up to date")
         return
     try:
-        atomic_write_text(args.out, page)
+        atomic_write_text(out, page)
     except OSError as e:
-        p.exit(2, f"error: cannot write {args.out} ({e.strerror}): choose another --out\n")
-    print(f"wrote {args.out}")
+        p.exit(2, f"error: cannot write {out} ({e.strerror}): choose another --out\n")
+    print(f"wrote {out}")
     for problem in check():
         print(f"not mirrored: {problem}")
 

@@ -133,14 +133,19 @@ def test_sections_link_the_api_table_row_and_the_readmes_why_item():
             assert step in docs.steps, f"docs/frameworks.md has no row '{step}'"
             apis = [a for cell in docs.steps[step].values() for a in re.findall(r"`([^`]+)`", cell)]
             assert any(a.strip(".") in code for a in apis), f"{sid} shows none of the APIs of '{step}'"
-    for items in side_by_side.WHY.values():
-        assert set(items) <= set(docs.why), set(items) - set(docs.why)
+    linked = {w for items in side_by_side.WHY.values() for w in items}
+    assert linked == set(docs.why), f"not in the README: {linked - set(docs.why)}, linked nowhere: " \
+                                    f"{set(docs.why) - linked}"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert all(f"- **{w}.** " in readme for w in linked)  # the text the links scroll to, and the page's form
     assert docs.steps_anchor == "the-api-each-framework-uses-step-by-step"
     assert docs.why_anchor == "the-frameworks-side-by-side-what-differs-and-why"
     page = side_by_side.render()
     section = page[page.index("id='step-one-training-step'"):]
     section = section[:section.index("<div class='cols'>")]
-    assert "href='frameworks.md#the-api-each-framework-uses-step-by-step:~:text=gradient%20step'" in section
+    assert "href='../docs/frameworks.md#the-api-each-framework-uses-step-by-step:~:text=gradient%20step'" in section
+    fast = page[page.index("id='step-fast-path-opt-in'"):]
+    assert ":~:text=fast%20path%3A%20precision%20%28--fast%29'" in fast[:fast.index("<div class='cols'>")]  # no ``
     assert "href='../README.md#the-frameworks-side-by-side-what-differs-and-why:~:text=Loss%20scaling.'" in section
 
 
@@ -160,9 +165,24 @@ def test_only_keeps_one_file_or_one_section(tmp_path):
     assert {s.split("-")[0] for s in re.findall(r"<section class='sec' id='([^']+)'", data)} == {"data"}
     with pytest.raises(ValueError, match="no file or section"):
         side_by_side.render(only="nope")
-    out = tmp_path / "step.html"
+    for pasted in ("#only=step-one-training-step&font=large", "side_by_side.html?only=step-one-training-step"):
+        assert side_by_side.render(only=pasted) == one
+    assert side_by_side.render(only="data.py") == data
+    assert side_by_side.default_out("#only=data").name == "side_by_side-data.html"  # not the whole page
+    assert side_by_side.default_out(None).resolve() == PAGE
+    out = tmp_path / "deeper" / "step.html"
     side_by_side.main(["--only", "step-one-training-step", "--out", str(out)])
-    assert out.read_text(encoding="utf-8") == one
+    written = out.read_text(encoding="utf-8")
+    links = set(re.findall(r"href='([^'#]+)", written))
+    assert links and all((out.parent / target).resolve().exists() for target in links), links
+    assert written == side_by_side.render(only="step-one-training-step", up=side_by_side.way_up(out))
+
+
+def test_check_takes_the_whole_page_only(capsys):
+    with pytest.raises(SystemExit) as stop:
+        side_by_side.main(["--check", "--only", "train"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "leave out --only" in err and err.count("\n") == 1
 
 
 def test_check_flag_reports_a_stale_page(tmp_path, capsys):
@@ -171,6 +191,9 @@ def test_check_flag_reports_a_stale_page(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         side_by_side.main(["--check", "--out", str(out)])
     assert stop.value.code == 1 and "stale" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        side_by_side.main(["--check", "--out", str(tmp_path / "none.html")])
+    assert stop.value.code == 1 and "does not exist" in capsys.readouterr().out
     side_by_side.main(["--out", str(out)])
     side_by_side.main(["--check", "--out", str(out)])
     assert "up to date" in capsys.readouterr().out
@@ -188,7 +211,7 @@ def test_the_page_is_the_same_where_text_is_not_utf8_by_default(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "common.side_by_side", "--out", str(out)], env=ascii_locale,
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert out.read_text(encoding="utf-8") == side_by_side.render()
+    assert out.read_text(encoding="utf-8") == side_by_side.render(up=side_by_side.way_up(out))
 
 
 def test_the_committed_page_is_up_to_date():
