@@ -27,9 +27,10 @@ keys (which many presenter remotes send) follow those links, keeping the other s
 Comparing fewer backends: the header's boxes (remembered by the browser), or `backends=torch,jax` in
 the URL, show only those columns, wider; the lines then muted are those every column shown shares.
 
-Within a section, a line (ignoring its indentation) that every backend has is shared (class `s`)
-and drawn muted; the lines that differ (class `d`), the framework idioms, keep full colour and a
-bar on the left; blank lines are `b`. The page's script marks `s` and `d` again for the columns shown.
+Within a section, a line whose code (its indentation and a trailing comment aside: `line_key`)
+every backend has is shared (class `s`) and drawn muted; the lines that differ (class `d`), the
+framework idioms, keep full colour and a bar on the left; blank lines are `b`. The page's script
+marks `s` and `d` again for the columns shown.
 Each section lists the rows of docs/frameworks.md's API table and the README's "what differs, and
 why" items that it illustrates (`STEPS` and `WHY` below), with relative links to both.
 """
@@ -222,9 +223,22 @@ def highlight(code: str) -> list[str]:
     return out.rstrip("\n").split("\n")
 
 
+def line_key(lit: str) -> str:
+    """What makes a highlighted line the same as another: its code, indentation and trailing comment aside."""
+    def text(part: str) -> str:
+        return html.unescape(re.sub(r"<[^>]+>", "", part)).strip()
+
+    return text(re.sub(r'<span class="c1">[^<]*</span>', "", lit)) or text(lit)  # a comment alone: the comment
+
+
+def line_keys(code: str) -> list[str]:
+    """Each line's key (`line_key`); "" for a blank line."""
+    return [line_key(lit) for lit in highlight(code)]
+
+
 def shared_lines(codes: list[str]) -> set[str]:
-    """The non-blank lines, indentation aside, that every one of these sections has."""
-    sets = [{line.strip() for line in code.splitlines() if line.strip()} for code in codes]
+    """The keys of the non-blank lines that every one of these sections has: the same code, comments aside."""
+    sets = [set(line_keys(code)) - {""} for code in codes]
     return set.intersection(*sets) if sets else set()
 
 
@@ -325,7 +339,11 @@ SCRIPT = """
     var names = p.get("backends");
     return names === null ? picked() : parse(names);
   }
-  function text(line) { return line.textContent.trim(); }
+  function text(line) {  // as line_key: the code, a trailing comment aside; a comment alone: the comment
+    var code = Array.from(line.childNodes).filter(function (n) {
+      return !(n.classList && n.classList.contains("c1")); });
+    return code.map(function (n) { return n.textContent; }).join("").trim() || line.textContent.trim();
+  }
   function show(names) {  // hide the other columns (and table cells); mute the lines every column shown has
     boxes.forEach(function (b) { b.checked = names.indexOf(b.value) >= 0; });
     document.querySelectorAll("[data-backend]").forEach(function (el) {
@@ -441,8 +459,9 @@ def render(root: Path = ROOT, only: str | None = None, up: str = "../") -> str:
            "<button id='font-toggle' type='button' title='a larger font, for a projector'>Large font</button>"
            "</header><main>",
            f"<p class='legend'>Columns: {html.escape(titles)}. Built by <code>python -m common.side_by_side</code> "
-           "from the code; do not edit. Within a section, <span class='s'>muted lines</span> are the same in "
-           "every backend shown; <span class='d'>lines with a bar</span> differ: the framework idioms. "
+           "from the code; do not edit. Within a section, <span class='s'>muted lines</span> hold the same "
+           "code in every backend shown (their comments may differ); <span class='d'>lines with a bar</span> "
+           "differ: the framework idioms. "
            "The boxes at the top pick the backends to compare.</p>"]
     toc = ["<nav id='contents'>"]
     body = []
@@ -488,7 +507,7 @@ def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tup
         line, code = secs[title]
         out.append(f"<a class='where' href='{up}{where}'>{where}:{line}</a></div><pre class='code'><code>")
         for raw, lit in zip(code.splitlines(), highlight(code)):
-            kind = "b" if not raw.strip() else "s" if raw.strip() in shared else "d"
+            kind = "b" if not raw.strip() else "s" if line_key(lit) in shared else "d"
             out.append(f"<span class='l {kind}'>{lit}</span>")
         out.append("</code></pre></div>")
     out.append("</div></section>")

@@ -112,10 +112,11 @@ def test_the_real_sections_survive_highlighting_line_for_line():
 
 def test_lines_every_backend_shares_are_marked_apart_from_those_that_differ(tmp_path):
     for name in NAMES:
-        write(tmp_path, name, f"# ---- Step ----\ndef step(x):\n    y = {name}.grad(x)\n\n    return y\n")
+        write(tmp_path, name, f"# ---- Step ----\ndef step(x):\n    y = {name}.grad(x)\n\n    return y  # {name}'s\n"
+                              f"    # {name}\n    # the same\n")
     page = side_by_side.render(tmp_path)
     kinds = re.findall(r"<span class='l (\w)'>", page)
-    assert kinds == ["s", "d", "b", "s"] * len(NAMES)
+    assert kinds == ["s", "d", "b", "s", "d", "s"] * len(NAMES)  # a comment after shared code: still shared
 
 
 def test_sections_link_the_api_table_row_and_the_readmes_why_item():

@@ -141,8 +141,8 @@ def expected_muted(names: list[str]) -> dict[str, int]:
         for title in dict.fromkeys(t for p in parts.values() for t in p):
             codes = [p[title] for p in parts.values() if title in p]
             shared = side_by_side.shared_lines(codes) if len(codes) == len(names) > 1 else set()
-            lines = [line.strip() for c in codes for line in c.splitlines()]
-            out[side_by_side.anchor(name, title)] = sum(line in shared for line in lines)
+            keys = [key for c in codes for key in side_by_side.line_keys(c)]
+            out[side_by_side.anchor(name, title)] = sum(key in shared for key in keys)
     return out
 
 
