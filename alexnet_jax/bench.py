@@ -29,10 +29,10 @@ def time_training(net: nnx.Sequential, train_iter: DataIter, lr: float) -> float
     net.train()
     batches = iter(train_iter)
     X, y = next(batches)
-    train_step(net, trainer, X, y)[0].block_until_ready()  # warm-up (and compiling)
+    train_step(net, X, y, trainer)[0].block_until_ready()  # warm-up (and compiling)
     start, n = time.perf_counter(), 0
     for X, y in batches:
-        l, _ = train_step(net, trainer, X, y)
+        l, _ = train_step(net, X, y, trainer)
         n += len(y)
     l.block_until_ready()  # waits for the device (JAX dispatches asynchronously)
     return n / (time.perf_counter() - start)

@@ -212,14 +212,14 @@ def train_batch(net: nnx.Sequential, X: jax.Array, y: jax.Array, n: int,
     the loss leaves out): the one compiled step, partitioned by XLA, is the data-parallel step. Its sums,
     replicated on every device, come back as this process's own copy (on its first device).
     """
-    l, correct = train_step(net, trainer, X, y)
+    l, correct = train_step(net, X, y, trainer)
     return l.addressable_data(0), correct.addressable_data(0)
 
 
 def make_step(net: nnx.Sequential, trainer: nnx.Optimizer, replicas: Replicas) -> Step:
     """The training step, chosen once: step(X, y, n) -> (summed loss, number correct)."""
     if replicas.count == 1:
-        return lambda X, y, n: train_step(net, trainer, X, y)
+        return lambda X, y, n: train_step(net, X, y, trainer)
     # Every replica a copy of process 0's weights and optimizer state (a checkpoint loads there).
     for node in (net, trainer):
         nnx.update(node, jax.tree.map(lambda x: _from_process_0(x, replicas.engine), nnx.state(node)))

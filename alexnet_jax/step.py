@@ -119,7 +119,7 @@ def _loss(net: nnx.Sequential, X: jax.Array, y: jax.Array) -> tuple[jax.Array, j
 
 
 @nnx.jit
-def train_step(net: nnx.Sequential, trainer: nnx.Optimizer, X: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+def train_step(net: nnx.Sequential, X: jax.Array, y: jax.Array, trainer: nnx.Optimizer) -> tuple[jax.Array, jax.Array]:
     """One minibatch SGD step, compiled; returns the summed loss and the number correct.
 
     The network's dropout streams advance inside (NNX carries the state in and out of jit); on a
@@ -135,5 +135,5 @@ def sgd_step(net: nnx.Sequential, X: np.ndarray, y: np.ndarray, lr: float, dropo
     trainer = nnx.Optimizer(net, optax.sgd(lr), wrt=nnx.Param)
     net.train() if dropout else net.eval()
     X = jnp.asarray(np.transpose(X, (0, 2, 3, 1)))  # NCHW to NHWC
-    l, _ = train_step(net, trainer, X, jnp.asarray(y, jnp.int32))
+    l, _ = train_step(net, X, jnp.asarray(y, jnp.int32), trainer)
     return float(l) / len(y)
