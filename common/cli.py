@@ -5,6 +5,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from common.backends import BACKENDS
 from common.errors import Help, InputTooSmallError, Parser, UserError
 from common.hparams import BOOK, HParams
 from common.metrics import GEMM_SIDE
@@ -57,7 +58,7 @@ def parser(backend: str) -> argparse.ArgumentParser:
     """The train command's parser for one backend, every default from the book."""
     p = Parser(
         prog=f"python -m alexnet_{backend}.train",
-        description=f"Train the book's AlexNet on Fashion-MNIST with {backend} (d2l.ai, chapter 8.1).",
+        description=f"Train the book's AlexNet (d2l.ai, chapter 8.1) on Fashion-MNIST with {BACKENDS[backend].title}.",
         formatter_class=Help,
     )
     p.add_argument("--epochs", type=positive_int, default=BOOK.num_epochs, help="number of epochs")
@@ -126,7 +127,7 @@ def take_stored(args: argparse.Namespace, explicit: set[str], stored: dict) -> N
 def model_parser(backend: str) -> argparse.ArgumentParser:
     """The model command's parser: the book's layer summary, or the shape report as JSON."""
     p = Parser(prog=f"python -m alexnet_{backend}.model",
-                description=f"Each layer's output shape in the {backend} AlexNet.",
+                description=f"Each layer's output shape in the {BACKENDS[backend].title} AlexNet.",
                 formatter_class=Help)
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
     p.add_argument("--json", action="store_true", help="print the canonical (NCHW) shape report as JSON")
@@ -136,7 +137,7 @@ def model_parser(backend: str) -> argparse.ArgumentParser:
 def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentParser:
     """The benchmark command's parser, the book's settings by default (`book_path`: float32, no ceiling or profile)."""
     p = Parser(prog=f"python -m alexnet_{backend}.bench",
-                description=f"Training and evaluation images/s of AlexNet with {backend}.",
+                description=f"Training and evaluation images/s of AlexNet with {BACKENDS[backend].title}.",
                 formatter_class=Help)
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="minibatch size")
     p.add_argument("--resize", type=_resize, default=BOOK.resize, help="input side")
@@ -158,8 +159,8 @@ def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentPars
 def predict_parser(backend: str) -> argparse.ArgumentParser:
     """The predict command's parser: evaluate weights on the test split, or classify image files."""
     p = Parser(prog=f"python -m alexnet_{backend}.predict",
-                description=f"Evaluate neutral AlexNet weights with {backend} on Fashion-MNIST's test split, "
-                            f"or classify your own images (PNG, JPEG).",
+                description=f"Evaluate neutral AlexNet weights with {BACKENDS[backend].title} on Fashion-MNIST's "
+                            f"test split, or classify your own pictures (PNG, JPEG, any that Pillow reads).",
                 formatter_class=Help)
     p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
                    help="image files or directories of them to classify (none: evaluate on the test split)")
