@@ -66,10 +66,6 @@ class DataIter(Minibatches):
         self.held = held
         self._batch = jax.jit(partial(_gather_resize, resize=resize), out_shardings=(batch, batch))
 
-    def __iter__(self) -> Iterator[tuple[jax.Array, jax.Array]]:
-        for X, y, _ in self.shards():
-            yield X, y
-
     def total(self, x: jax.Array) -> jax.Array:
         """`x` summed over the replicas' shards: `x` itself, a sum over whole minibatches (on every process)."""
         return x

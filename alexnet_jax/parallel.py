@@ -15,7 +15,6 @@ computes its devices' shares of every minibatch, and the step's all-reduce cross
 alone reads and writes the run directory; its weights (a checkpoint loaded there) are copied to all.
 """
 
-import json
 import os
 import sys
 from functools import cache
@@ -29,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from alexnet_jax.step import device_name, get_device, train_step
 from common import launch
 from common.errors import UserError
-from common.replicas import Replicas, Step
+from common.replicas import Replicas, Step, broadcast_json
 
 BACKEND = "jax"
 
@@ -183,12 +182,8 @@ def _from_process_0(x: jax.Array, mesh: Mesh) -> jax.Array:
 
 
 def _broadcast(value: object, mesh: Mesh) -> object:
-    """Process 0's JSON-able `value`, on every process (its length first, then its bytes)."""
-    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
-    size = int(np.asarray(_from_rows(np.array([len(data)], np.int64), mesh, jax.process_index() == 0))[0])
-    padded = np.zeros(-(-size // 1024) * 1024, np.uint8)  # a few shapes: a few compilations
-    padded[:min(size, len(data))] = data[:size]
-    return json.loads(np.asarray(_from_rows(padded, mesh, jax.process_index() == 0))[:size].tobytes())
+    """Process 0's JSON-able `value`, on every process (in blocks of 1 KiB: a few shapes, a few compilations)."""
+    return broadcast_json(value, lambda x: np.asarray(_from_rows(x, mesh, jax.process_index() == 0)), block=1024)
 
 
 def _agree(flag: bool, mesh: Mesh) -> bool:
@@ -230,6 +225,8 @@ def make_step(net: nnx.Sequential, trainer: nnx.Optimizer, replicas: Replicas) -
 
 
 def launch_command(devices: int, module: str = "alexnet_jax.train", processes: int = 1) -> list[str]:
-    """The command prefix that runs `module` on `devices` replicas here: one process (the mesh inside it),
-    or `processes` started by common.launch as on as many hosts."""
+    """The command prefix that runs `module` on `devices` replicas here.
+
+    One process (the mesh inside it), or `processes` started by common.launch as on as many hosts.
+    """
     return launch.prefix(BACKEND, devices, processes, module, python=sys.executable)

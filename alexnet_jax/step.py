@@ -122,8 +122,9 @@ def _loss(net: nnx.Sequential, X: jax.Array, y: jax.Array) -> tuple[jax.Array, j
 def train_step(net: nnx.Sequential, X: jax.Array, y: jax.Array, trainer: nnx.Optimizer) -> tuple[jax.Array, jax.Array]:
     """One minibatch SGD step, compiled; returns the summed loss and the number correct.
 
-    The network's dropout streams advance inside (NNX carries the state in and out of jit); on a
-    minibatch laid out across a mesh, XLA adds the replicas' gradients (an all-reduce) by itself.
+    The loss is `_loss`, compiled in with the step (the other backends pass theirs in). The network's
+    dropout streams advance inside (NNX carries the state in and out of jit); on a minibatch laid out
+    across a mesh, XLA adds the replicas' gradients (an all-reduce) by itself.
     """
     (l, y_hat), grads = nnx.value_and_grad(_loss, has_aux=True)(net, X, y)
     trainer.update(net, grads)  # p <- p - lr * g, Optax's plain SGD

@@ -12,6 +12,7 @@ from alexnet_mxnet.model import alexnet
 from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
 from common.cli import bench_parser
 from common.errors import run_cli
+from common.hparams import BOOK
 from common.metrics import bench_result, ceiling_around, gemm_ceiling, report_bench
 from common.precision import compute_dtype
 from common.synthetic import bench_dataset
@@ -94,13 +95,13 @@ def main(argv: list[str] | None = None) -> None:
     before = matmul_ceiling(dtype, args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
-    train_ips, eval_ips = time_training(net, train_iter, lr=0.01), time_evaluation(net, test_iter)
+    train_ips, eval_ips = time_training(net, train_iter, BOOK.lr), time_evaluation(net, test_iter)
     ceiling = ceiling_around(before, matmul_ceiling(dtype, args.gemm, device))  # and after: did it move?
     result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
                           train_ips, eval_ips, peak_memory(device), ceiling)
     report_bench(result, args.json)
     if args.profile:
-        print(profile_training(net, train_iter, 0.01, args.profile))
+        print(profile_training(net, train_iter, BOOK.lr, args.profile))
 
 
 if __name__ == "__main__":

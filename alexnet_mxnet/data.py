@@ -48,10 +48,6 @@ class DataIter(Minibatches):
         self.rank, self.world = rank, world
         self.sum_over_workers = total  # several workers: adds up an array over them (parallel.py's kvstore)
 
-    def __iter__(self) -> Iterator[tuple[mx.np.ndarray, mx.np.ndarray]]:
-        for X, y, _ in self.shards():
-            yield X, y
-
     def total(self, x: mx.np.ndarray) -> mx.np.ndarray:
         """`x` summed over the workers' shards; one process saw them all: `x` itself."""
         return self.sum_over_workers(x) if self.world > 1 else x

@@ -15,7 +15,6 @@ Every wait on the other processes is bounded by ALEXNET_CONNECT_TIMEOUT: a worke
 """
 
 import atexit
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -34,12 +33,12 @@ from alexnet_mxnet.step import device_name, get_device, train_step
 from common import launch
 from common.batches import shard
 from common.errors import UserError
-from common.replicas import Replicas, Step
+from common.replicas import Replicas, Step, broadcast_json
 
 npx.set_np()
 
 BACKEND = "mxnet"
-DMLC = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_WORKER", "DMLC_NUM_SERVER")  # what every role reads
+_DMLC = ("DMLC_PS_ROOT_URI", "DMLC_PS_ROOT_PORT", "DMLC_NUM_WORKER", "DMLC_NUM_SERVER")  # what every role reads
 
 # ---- Replicas ----
 
@@ -54,7 +53,7 @@ class _Engine:
     total: Callable[[mx.np.ndarray], mx.np.ndarray] = field(default=lambda x: x, repr=False)  # summed over processes
 
     def alone(self) -> "_Engine":
-        """This process's contexts by themselves (rank 0 times its step alone: common.training.say_estimate)."""
+        """This process's contexts by themselves (each worker times its step alone: train.probe_speed)."""
         return _Engine(self.contexts)
 
 
@@ -127,7 +126,7 @@ def _bounded(what: str) -> AbstractContextManager[None]:
 
 def _join() -> mx.kv.KVStore:
     """This worker's dist_sync kvstore: it registers with the scheduler and waits for every worker and server."""
-    missing = [name for name in DMLC if not os.environ.get(name)]
+    missing = [name for name in _DMLC if not os.environ.get(name)]
     if missing:
         raise UserError(f"DMLC_ROLE=worker but {', '.join(missing)} not set: give every process the scheduler's "
                         f"address and the counts (README: Several devices), or start them all with "
@@ -170,11 +169,10 @@ def _sum(kv: mx.kv.KVStore, value: np.ndarray, what: str) -> np.ndarray:
 
 def _broadcast(kv: mx.kv.KVStore, value: object) -> object:
     """Rank 0's JSON-able `value`, on every worker (the others add zeros)."""
-    data = np.frombuffer(json.dumps(value).encode(), np.uint8) if kv.rank == 0 else np.zeros(0, np.uint8)
-    size = int(_sum(kv, np.array([len(data)], np.float32), "sharing rank 0's settings")[0])
-    padded = np.zeros(size, np.float32)
-    padded[:len(data)] = data
-    return json.loads(_sum(kv, padded, "sharing rank 0's settings").astype(np.uint8).tobytes())
+    def from_rank_0(x: np.ndarray) -> np.ndarray:
+        return _sum(kv, (x if kv.rank == 0 else np.zeros_like(x)).astype(np.float32), "sharing rank 0's settings")
+
+    return broadcast_json(value, from_rank_0)
 
 
 def _agree(kv: mx.kv.KVStore, flag: bool) -> bool:

@@ -169,7 +169,7 @@ def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer
 
 def probe_speed(hp: HParams, replicas: Replicas) -> float:
     """Training images/s of the run's own step (--fast included): the faster of two minibatches, on a fresh network."""
-    replicas = replace(replicas, engine=replicas.engine.alone())  # rank 0 alone: no other worker takes part
+    replicas = replace(replicas, engine=replicas.engine.alone())  # each worker alone: the others take no part
     net, trainer = build(hp, replicas)  # fresh: the speed does not depend on the weights
     step = make_step(net, trainer, replicas)
     X = mx.np.random.uniform(size=(hp.batch_size, 1, hp.resize, hp.resize), ctx=replicas.device)

@@ -42,10 +42,6 @@ class DataIter(Minibatches):
             self.labels = tf.identity(labels)  # (N,) int64
         self.resize, self.device = resize, device
 
-    def __iter__(self) -> Iterator[tuple[tf.Tensor, tf.Tensor]]:
-        for X, y, _ in self.shards():
-            yield X, y
-
     def total(self, x: tf.Tensor) -> tf.Tensor:
         """`x` summed over the replicas' shards: `x` itself, as one process holds all the shards."""
         return x

@@ -41,10 +41,10 @@ from alexnet_tf.step import device_name, get_device, train_step
 from common import launch
 from common.batches import shard
 from common.errors import UserError
-from common.replicas import Replicas, Step
+from common.replicas import Replicas, Step, broadcast_json
 
 BACKEND = "tf"
-SUM = tf.distribute.ReduceOp.SUM
+_SUM = tf.distribute.ReduceOp.SUM
 
 # ---- Replicas ----
 
@@ -163,15 +163,12 @@ def _from_chief(strategy: tf.distribute.Strategy, x: tf.Tensor) -> tf.Tensor:
         return tf.identity(x) if ctx.replica_id_in_sync_group == 0 else tf.zeros_like(x)
 
     with _together():
-        return strategy.reduce(SUM, strategy.experimental_distribute_values_from_function(mine), axis=None)
+        return strategy.reduce(_SUM, strategy.experimental_distribute_values_from_function(mine), axis=None)
 
 
 def _broadcast(strategy: tf.distribute.Strategy, obj: object) -> object:
-    """The chief's `obj` (JSON-able), on every worker: its length first, then its bytes."""
-    data = np.frombuffer(json.dumps(obj).encode(), np.uint8).astype(np.int32)
-    size = int(_from_chief(strategy, tf.constant(len(data), tf.int32)))
-    data = np.pad(data[:size], (0, size - min(size, len(data))))  # the chief's length, on every worker
-    return json.loads(_from_chief(strategy, tf.constant(data)).numpy().astype(np.uint8).tobytes())
+    """The chief's `obj` (JSON-able), on every worker."""
+    return broadcast_json(obj, lambda a: _from_chief(strategy, tf.constant(a.astype(np.int32))).numpy())
 
 
 def _agree(strategy: tf.distribute.Strategy, flag: bool) -> bool:
@@ -181,7 +178,7 @@ def _agree(strategy: tf.distribute.Strategy, flag: bool) -> bool:
         return tf.constant(int(flag), tf.int32)
 
     with _together():
-        return bool(strategy.reduce(SUM, strategy.experimental_distribute_values_from_function(mine), axis=None))
+        return bool(strategy.reduce(_SUM, strategy.experimental_distribute_values_from_function(mine), axis=None))
 
 
 def _meet(strategy: tf.distribute.Strategy) -> None:
@@ -244,7 +241,7 @@ def _mirrored_step(strategy: tf.distribute.Strategy, net: keras.Sequential, X: t
 
     l, correct = strategy.run(step, args=(X, y))
     # The replicas' summed losses and counts, to the caller (across workers: on every worker).
-    return strategy.reduce(SUM, l, axis=None), strategy.reduce(SUM, correct, axis=None)
+    return strategy.reduce(_SUM, l, axis=None), strategy.reduce(_SUM, correct, axis=None)
 
 
 def train_batch(net: keras.Sequential, X: tf.Tensor, y: tf.Tensor, n: int, trainer: keras.optimizers.Optimizer,
@@ -272,6 +269,9 @@ def make_step(net: keras.Sequential, trainer: keras.optimizers.Optimizer, replic
 
 
 def launch_command(devices: int, module: str = "alexnet_tf.train", processes: int = 1) -> list[str]:
-    """The command prefix that runs `module` on `devices` replicas here: one process (the strategy inside it),
-    or `processes` workers started by common.launch, each told its place by TF_CONFIG, as on as many machines."""
+    """The command prefix that runs `module` on `devices` replicas here.
+
+    One process (the strategy inside it), or `processes` workers started by common.launch, each told
+    its place by TF_CONFIG, as on as many machines.
+    """
     return launch.prefix(BACKEND, devices, processes, module, python=sys.executable)

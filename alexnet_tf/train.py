@@ -114,7 +114,7 @@ def load_checkpoint(path: Path, net: keras.Sequential, trainer: keras.optimizers
 
 def probe_speed(hp: HParams, replicas: Replicas) -> float:
     """Training images/s of the run's own step (--fast included): the faster of two minibatches, on a fresh network."""
-    if replicas.processes > 1:  # the chief alone: one replica, a whole minibatch (each worker takes its share)
+    if replicas.processes > 1:  # each worker alone: one replica, a whole minibatch (in the run, its share)
         speed = probe_speed(hp, replace(replicas, count=1, processes=1, engine=tf.distribute.get_strategy()))
         return speed * replicas.processes
     net, trainer = build(hp, replicas)

@@ -57,7 +57,7 @@ def book_loader(images: np.ndarray, labels: np.ndarray, resize: int, batch_size:
 
 def time_book_path(net: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
     """Training images/s over the book's loader: wall clock, and with loader waits left out."""
-    trainer = torch.optim.SGD(net.parameters(), lr=0.01)
+    trainer = torch.optim.SGD(net.parameters(), lr=BOOK.lr)
     loss = nn.CrossEntropyLoss()
     net.train()
     batches = iter(loader)

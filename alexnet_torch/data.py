@@ -41,10 +41,6 @@ class DataIter(Minibatches):
         self.resize, self.device = resize, device
         self.rank, self.world = rank, world
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for X, y, _ in self.shards():
-            yield X, y
-
     def total(self, x: torch.Tensor) -> torch.Tensor:
         """`x` summed over the replicas' shards, in place (an all-reduce); on one device, `x` itself."""
         if self.world > 1:

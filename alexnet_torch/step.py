@@ -61,6 +61,7 @@ class Mixed(nn.Module):
         self.net = net
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """The wrapped network's logits, computed under bf16 autocast, returned in float32."""
         with torch.autocast(X.device.type, dtype=torch.bfloat16):  # matmuls and convs in bf16
             return self.net(X).float()  # (B, 10)
 

@@ -1,1 +1,1 @@
-"""Framework-free code shared by the three AlexNet backends (never imports a framework)."""
+"""Framework-free code shared by every AlexNet backend (never imports a framework)."""

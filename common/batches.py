@@ -1,5 +1,8 @@
 """Which examples go in which minibatch: the same order in every backend, from the seed."""
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 
 
@@ -38,6 +41,15 @@ class Minibatches:
 
     def __len__(self) -> int:
         return num_batches(self.num_examples, self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        """(X, y) of each minibatch, as the book's loops take them: `shards()` without the minibatch's size."""
+        for X, y, _ in self.shards():
+            yield X, y
+
+    def shards(self) -> Iterator[tuple[Any, Any, int]]:
+        """This replica's (X, y) of each minibatch, with the minibatch's size: each backend's DataIter says how."""
+        raise NotImplementedError
 
     def order(self) -> np.ndarray:
         """This epoch's example order, from its first minibatch not done (a whole number of minibatches in)."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from common.batches import batch_seed, num_batches
+from common.batches import Minibatches, batch_seed, num_batches
 from common.metrics import epoch_record, progress, run_left
 from common.run import Run
 
@@ -58,7 +58,7 @@ class Loop:
     no_progress: bool = False
     write_weights: Callable | None = None  # the neutral weights to a path, beside every checkpoint
 
-    def epochs(self, train_iter, write_checkpoint: Callable) -> Iterator["Epoch"]:
+    def epochs(self, train_iter: Minibatches, write_checkpoint: Callable) -> Iterator["Epoch"]:
         """The epochs still to train, the first one from where a stopped run left it."""
         hp = self.run.hparams
         for number in range(self.run.start_epoch + 1, hp.num_epochs + 1):

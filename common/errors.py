@@ -35,6 +35,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with a one-line error: the problem, and where to look for the fix."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Say the problem and where the help is, in one line, and exit 2."""
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 

@@ -59,7 +59,7 @@ class FashionMNIST:
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    source: Path
+    source: Path | str  # the folder read, or "random" for synthetic data
     official: bool  # every file matched the published checksum
 
 

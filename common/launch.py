@@ -44,8 +44,10 @@ def stall_timeout() -> float:
 
 @contextmanager
 def bounded(message: str, seconds: float | None = None) -> Iterator[None]:
-    """Stop this process with `error: message` if the block, a wait on the other processes, outlasts
-    `seconds` (connect_timeout()); the main thread is then stuck in (or about to be aborted by) C++."""
+    """Stop this process with `error: message` if the block, a wait on the other processes, outlasts `seconds`.
+
+    The default is connect_timeout(); the main thread is then stuck in (or about to be aborted by) C++.
+    """
 
     def give_up() -> None:  # from the timer's thread: one line, then out at once
         print(f"error: {message}", file=sys.stderr, flush=True)

@@ -80,8 +80,10 @@ def counted(n: float, noun: str) -> str:
 
 def estimate_line(seconds: float, images_per_sec: float, device: str, left: float, num_epochs: int,
                   fast_helps: bool = True) -> str:
-    """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it
-    (--fast only where it computes in bf16: `fast_helps`)."""
+    """Say how long a run (or what is left of a resumed one) will take and, for a long one, how to shorten it.
+
+    --fast is suggested only where it computes in bf16 (`fast_helps`).
+    """
     human = f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
     epochs = counted(left, "epoch")
     epochs = epochs if left == num_epochs else f"the {epochs} left"

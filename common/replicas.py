@@ -2,20 +2,37 @@
 
 A backend's `replicas()` returns a `Replicas`: its device, the book's device name, how many replicas
 take a share of every minibatch, and this process's place among the processes (several only under a
-launcher such as torchrun; TensorFlow and MXNet drive all their replicas from one process). Only the
-main process (rank 0) reads and writes the run directory; the others follow it.
+launcher: torchrun for PyTorch, common.launch for the others; by default TensorFlow, MXNet and JAX
+drive all their replicas from one process). Only the main process (rank 0) reads and writes the run
+directory; the others follow it.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from common.errors import UserError
 from common.hparams import HParams
 from common.run import Run, diverged
 
 Step = Callable[..., tuple[Any, Any]]  # step(X, y, n) -> (summed loss, number correct) on one minibatch
+
+
+def broadcast_json(value: object, from_main: Callable[[np.ndarray], np.ndarray], block: int = 1) -> object:
+    """The main process's JSON-able `value` on every process: its length first, then its bytes.
+
+    `from_main(array)` is the backend's collective: the main process's array, of the same shape, on every
+    process. The bytes travel padded to a multiple of `block` (few shapes: few compilations, in JAX).
+    """
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    size = int(np.asarray(from_main(np.array([len(data)], np.int64)))[0])
+    padded = np.zeros(-(-size // block) * block, np.uint8)  # the main process's length, on every process
+    padded[:min(size, len(data))] = data[:size]
+    return json.loads(np.asarray(from_main(padded))[:size].astype(np.uint8).tobytes())
 
 
 def _alone(value: object) -> object:
@@ -36,8 +53,8 @@ class Replicas:
     on_cpu: bool  # whether it computes on the CPU (where a long run's time is worth estimating)
     count: int = 1  # replicas in all, as the framework's engine reports them (not the flag)
     rank: int = 0  # this process among `processes`
-    processes: int = 1  # processes taking part (torchrun starts one per replica; others use one)
-    engine: Any = None  # the framework's own handle: a tf.distribute strategy, MXNet's contexts
+    processes: int = 1  # processes taking part (torchrun starts one per replica; common.launch as many as asked)
+    engine: Any = None  # the framework's own handle: a tf.distribute strategy, MXNet's contexts and kvstore, a JAX Mesh
     broadcast: Callable[[object], object] = field(default=_alone, repr=False)  # rank 0's value, everywhere
     agree: Callable[[bool], bool] = field(default=_alone, repr=False)  # True everywhere if True anywhere
     meet: Callable[[], None] = field(default=_here, repr=False)  # returns once every process has called it

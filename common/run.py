@@ -2,11 +2,14 @@
 
 Layout of `--out`:
     state.json               the commit point: hyperparameters, epochs done, history, checkpoint name
-    checkpoint-NNN.<ext>     the backend's native checkpoint after epoch NNN (the newest is kept)
+    checkpoint-NNN.<ext>     the backend's native checkpoint after epoch NNN (the newest is kept), or
+    checkpoint-NNN-BBBBB.<ext>  after minibatch BBBBB of epoch NNN (--checkpoint-every, Ctrl-C)
     metrics.jsonl            one JSON line per epoch
     curves.png               the book's plot of loss and accuracies
     weights.safetensors      the neutral weights, loadable by every backend (written with every checkpoint)
     summary.json             hyperparameters, versions, device, accuracy, throughput, wall time
+    confusion.png            the test split's confusion matrix, at the end
+    predictions.png          test images with their predicted and true labels, at the end
     .lock                    held by the process using the run (the OS releases it when that process ends)
 """
 

@@ -243,12 +243,14 @@ def shared_lines(codes: list[str]) -> set[str]:
 
 
 def pygments_css() -> str:
+    """Pygments' colours for the code blocks (`.code`)."""
     from pygments.formatters import HtmlFormatter
 
     return HtmlFormatter(style="default").get_style_defs(".code")
 
 
 def pygments_version() -> str:
+    """The installed Pygments release, recorded in the page."""
     import pygments
 
     return pygments.__version__

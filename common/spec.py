@@ -25,7 +25,7 @@ class Layer:
     relu: bool = False
 
 
-# The book's AlexNet (conv1 unpadded in all three backends, see README).
+# The book's AlexNet (conv1 unpadded in every backend, see README).
 LAYERS = (
     Layer("conv1", "conv", 96, kernel=11, stride=4, padding=0, relu=True),
     Layer("pool1", "pool", kernel=3, stride=2),

@@ -1,6 +1,6 @@
 """The start and end of every training run, written once: each backend's train.py supplies the hooks.
 
-    parse the flags -> find the data -> where it runs (replicas) -> open the run directory (locked)
+    parse the flags -> where it runs (replicas) -> find the data -> open the run directory (locked)
     -> build the network and its trainer -> resume -> say how long it will take -> choose the step once
     -> the backend's training loop (with every checkpoint, the neutral weights) -> the test split per
     class (confusion.png), summary.json and the book's final line; --init-weights starts the network
@@ -43,10 +43,10 @@ class Hooks:
     replicas: Callable[[int, str], Replicas]  # (--devices, --device) -> where the run trains
     build: Callable[[HParams, Replicas], tuple[Any, Any]]  # the network and its trainer, seeded
     load_data: Callable[[FashionMNIST, HParams, Replicas], tuple[Any, Any]]  # train_iter, test_iter
-    make_step: Callable[[Any, Any, Replicas], Step]  # one device, data parallel or fast: chosen once
+    make_step: Callable[[Any, Any, Replicas], Step]  # one device or data parallel: chosen once
     train: Callable[[Any, Any, Step, Any, Any, Loop], None]  # net, trainer, step, train_iter, test_iter, loop
     load_checkpoint: Callable[[Path, Any, Any], int]
-    probe_speed: Callable[[HParams, Replicas], float]  # training images/s, timed on one minibatch
+    probe_speed: Callable[[HParams, Replicas], float]  # training images/s: the faster of two minibatches
     get_weights: Callable[[Any], dict]  # the neutral weights
     set_weights: Callable[[Any, dict], None]  # neutral weights into the built network (--init-weights)
     preprocess: Callable[[np.ndarray, int, Any], np.ndarray]  # uint8 (N, 28, 28) -> the network's input, NumPy
@@ -56,10 +56,10 @@ class Hooks:
 
 
 def say_estimate(hooks: Hooks, hp: HParams, replicas: Replicas, data: FashionMNIST, epochs_left: float) -> None:
-    """On a CPU, time one minibatch and say how long a long run will take."""
+    """On a CPU, time the run's step and say how long a long run will take."""
     num_train, num_test = len(data.train_labels), len(data.test_labels)
     if replicas.on_cpu and long_run(hp, num_train, epochs_left):
-        speed = hooks.probe_speed(hp, replicas)  # on every process: with several, the step is a collective
+        speed = hooks.probe_speed(hp, replicas)  # on every process (PyTorch's and JAX's step: a collective)
         if replicas.is_main:
             fast_helps = not hp.fast and compute_dtype(hooks.backend, True, on_cpu=True) == "bfloat16"
             print(estimate_line(estimate(speed, num_train, num_test, epochs_left), speed, "this CPU", epochs_left,
@@ -79,8 +79,10 @@ def resume_command(backend: str, replicas: Replicas) -> str:
 
 
 def initial_weights(path: Path | None, resize: int) -> tuple[dict | None, dict | None]:
-    """--init-weights: the neutral weights to start from (checked before the run directory is touched) and
-    what summary.json records of them; (None, None) without the flag."""
+    """--init-weights: the neutral weights to start from, and what summary.json records of them.
+
+    They are checked before the run directory is touched; (None, None) without the flag.
+    """
     if path is None:
         return None, None
     recorded_resize(path, resize)  # refuses weights trained at another input side
@@ -89,7 +91,7 @@ def initial_weights(path: Path | None, resize: int) -> tuple[dict | None, dict |
 
 
 def evaluate_run(hooks: Hooks, net: Any, data: FashionMNIST, hp: HParams, replicas: Replicas, out: Path) -> dict:
-    """The trained network on the test split: per-class accuracy for summary.json, confusion.png in the run."""
+    """The trained network on the test split: per-class accuracy for summary.json; confusion.png and predictions.png."""
     def logits(images: np.ndarray) -> np.ndarray:
         return hooks.predict(net, hooks.preprocess(images, hp.resize, replicas.device))
 

@@ -1,8 +1,9 @@
 """The shared start and end of a run: the command that continues it, on any replicas; a stop before the loop."""
 
+import numpy as np
 import pytest
 
-from common.replicas import Replicas
+from common.replicas import Replicas, broadcast_json
 from common.run import Interrupted
 from common.training import Hooks, main, resume_command
 from tests.synthetic import write_dataset
@@ -32,3 +33,25 @@ def test_a_stop_before_the_loop_says_what_was_kept(tmp_path):
     with pytest.raises(Interrupted, match=f"interrupted before the first checkpoint, so nothing was saved in {out}; "
                                           f"run the same command again"):
         main(hooks, ["--data-dir", str(write_dataset(tmp_path / "data")), "--out", str(out), "--resize", "67"])
+
+
+@pytest.mark.parametrize("block", [1, 1024])
+@pytest.mark.parametrize("own", [None, {"note": "a much longer value than the main process holds, here"}])
+def test_broadcast_json_gives_every_process_the_main_ones_value(block, own):
+    main_value = {"lr": 0.01, "data_dir": "/données", "epochs": [1, 2]}
+    sent = []  # what the main process's collective calls carry: its length, then its bytes
+
+    def on_main(x: np.ndarray) -> np.ndarray:
+        sent.append(x.copy())
+        return x
+
+    assert broadcast_json(main_value, on_main, block) == main_value
+    calls = iter(sent)
+
+    def on_another(x: np.ndarray) -> np.ndarray:  # the collective: the main process's array, the same shape
+        main = next(calls)
+        assert x.shape == main.shape
+        return main
+
+    assert broadcast_json(own, on_another, block) == main_value
+    assert len(sent[1]) % block == 0
