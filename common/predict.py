@@ -60,7 +60,11 @@ def _eight_bit(image):
         full = 255.0  # 8-bit values kept in a wider type
     else:
         full = max(65535.0, top)  # 16-bit, or wider values: the brightest becomes white
-    return Image.fromarray(np.clip(values * (255 / full), 0, 255).round().astype(np.uint8), "L")
+    grey = Image.fromarray(np.clip(values * (255 / full), 0, 255).round().astype(np.uint8), "L")
+    if "transparency" in image.info:  # a PNG's one see-through value (tRNS): kept as alpha, made white later
+        alpha = np.where(values == image.info["transparency"], 0, 255).astype(np.uint8)
+        grey = Image.merge("LA", (grey, Image.fromarray(alpha, "L")))
+    return grey
 
 
 def _decode(path: Path):

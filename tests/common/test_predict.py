@@ -120,6 +120,11 @@ def test_a_16_bit_32_bit_or_float_picture_reads_as_its_8_bit_self_and_a_blank_on
         Image.fromarray(values).save(tmp_path / name)  # mode F or I: 0..1, 0..255 or 0..65535
         assert Image.open(tmp_path / name).mode in ("F", "I")
         np.testing.assert_array_equal(prepare_image(tmp_path / name)[0], expected, err_msg=name)
+    see_through = np.where(photo > 200, 7, photo * 257).astype(np.uint16)  # the light ground: one value, tRNS
+    Image.fromarray(see_through).save(tmp_path / "clear.png", transparency=7)
+    white = np.where(photo > 200, 255, photo).astype(np.uint8)
+    Image.fromarray(white).save(tmp_path / "white.png")  # transparency becomes white, as in 8-bit pictures
+    np.testing.assert_array_equal(prepare_image(tmp_path / "clear.png")[0], prepare_image(tmp_path / "white.png")[0])
     for shade in (0, 255):
         Image.new("L", (40, 40), shade).save(tmp_path / "blank.png")
         with pytest.raises(UserError, match="shows no object to classify"):
