@@ -231,14 +231,9 @@ def line_key(lit: str) -> str:
     return text(re.sub(r'<span class="c1">[^<]*</span>', "", lit)) or text(lit)  # a comment alone: the comment
 
 
-def line_keys(code: str) -> list[str]:
-    """Each line's key (`line_key`); "" for a blank line."""
-    return [line_key(lit) for lit in highlight(code)]
-
-
-def shared_lines(codes: list[str]) -> set[str]:
-    """The keys of the non-blank lines that every one of these sections has: the same code, comments aside."""
-    sets = [set(line_keys(code)) - {""} for code in codes]
+def shared_lines(columns: list[list[str]]) -> set[str]:
+    """The keys (`line_key`) of the non-blank lines that every one of these columns has: the same code."""
+    sets = [set(keys) - {""} for keys in columns]
     return set.intersection(*sets) if sets else set()
 
 
@@ -493,10 +488,11 @@ def pick_html(backends: list[str]) -> str:
 
 
 def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tuple[int, str]]],
-                 docs: Docs, up: str = "../") -> str:
+                 docs: Docs, up: str) -> str:
     """One section: its heading, what it illustrates in the docs, and a column per backend."""
-    present = [parts[b][title][1] for b in parts if title in parts[b]]
-    shared = shared_lines(present) if len(present) == len(parts) and len(parts) > 1 else set()
+    lits = {b: highlight(secs[title][1]) for b, secs in parts.items() if title in secs}  # Pygments once a column
+    keys = {b: [line_key(lit) for lit in lines] for b, lines in lits.items()}
+    shared = shared_lines(list(keys.values())) if len(keys) == len(parts) > 1 else set()
     out = [f"<section class='sec' id='{sid}'><h3>{html.escape(title)} <a href='#{sid}'>#</a>"
            f"<a class='only' href='#only={sid}'>only this section</a></h3>", refs_html(sid, list(parts), docs, up),
            "<div class='cols'>"]
@@ -508,15 +504,15 @@ def section_html(name: str, title: str, sid: str, parts: dict[str, dict[str, tup
             continue
         line, code = secs[title]
         out.append(f"<a class='where' href='{up}{where}'>{where}:{line}</a></div><pre class='code'><code>")
-        for raw, lit in zip(code.splitlines(), highlight(code)):
-            kind = "b" if not raw.strip() else "s" if line_key(lit) in shared else "d"
+        for raw, lit, key in zip(code.splitlines(), lits[b], keys[b]):
+            kind = "b" if not raw.strip() else "s" if key in shared else "d"
             out.append(f"<span class='l {kind}'>{lit}</span>")
         out.append("</code></pre></div>")
     out.append("</div></section>")
     return "".join(out)
 
 
-def refs_html(sid: str, backends: list[str], docs: Docs, up: str = "../") -> str:
+def refs_html(sid: str, backends: list[str], docs: Docs, up: str) -> str:
     """The API table's rows and the README's why-items for one section, linked relatively."""
     steps = [s for s in STEPS.get(sid, ()) if s in docs.steps]
     why = [w for w in WHY.get(sid, ()) if w in docs.why]

@@ -140,8 +140,9 @@ def expected_muted(names: list[str]) -> dict[str, int]:
         parts = {b: side_by_side.sections(side_by_side.ROOT / f"alexnet_{b}" / name) for b in names}
         for title in dict.fromkeys(t for p in parts.values() for t in p):
             codes = [p[title] for p in parts.values() if title in p]
-            shared = side_by_side.shared_lines(codes) if len(codes) == len(names) > 1 else set()
-            keys = [key for c in codes for key in side_by_side.line_keys(c)]
+            columns = [[side_by_side.line_key(lit) for lit in side_by_side.highlight(c)] for c in codes]
+            shared = side_by_side.shared_lines(columns) if len(codes) == len(names) > 1 else set()
+            keys = [key for column in columns for key in column]
             out[side_by_side.anchor(name, title)] = sum(key in shared for key in keys)
     return out
 
