@@ -14,6 +14,7 @@ from alexnet_jax.step import commit, device_name, evaluate_accuracy, fast_path, 
 from common.cli import bench_parser
 from common.errors import run_cli
 from common.hparams import BOOK
+from common.memory import check_memory
 from common.metrics import bench_result, ceiling_around, gemm_ceiling, report_bench
 from common.precision import compute_dtype
 from common.synthetic import bench_dataset
@@ -76,11 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     """Measure and print training and evaluation images/s on random data of the real sizes."""
     args = bench_parser(BACKEND).parse_args(argv)
     device = get_device(args.device)
+    on_cpu = device.platform == "cpu"
+    dtype = compute_dtype(BACKEND, args.fast, on_cpu)  # what the network computes in
+    check_memory(args.resize, args.batch_size, dtype, on_cpu)  # one line, where the OS would kill it unannounced
     with jax.default_device(device):
         net = alexnet(args.resize, seed=0)
         if args.fast:
             net = fast_path(net, device)
-    dtype = compute_dtype(BACKEND, args.fast, on_cpu=device.platform == "cpu")  # what the network computes in
     before = matmul_ceiling(dtype, args.gemm, device)  # in the same run: ratios hold
     data = bench_dataset(args.batch_size, args.steps)
     train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader, Dataset
 from alexnet_torch.model import alexnet
 from alexnet_torch.step import accuracy, device_name, get_device, train_step
 from common import fashion_mnist
-from common.cli import bench_parser, positive_float, positive_int
-from common.errors import run_cli
+from common.cli import bench_parser
+from common.errors import positive_float, positive_int, run_cli
 from common.hparams import BOOK
+from common.memory import check_memory
 from common.metrics import append_json_line, epoch_line
 from common.synthetic import bench_dataset
 
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     """Measure training images/s through the book's data path, or time the book's whole run."""
     args = parse_args(argv)
     device = get_device(args.device)
+    check_memory(args.resize, args.batch_size, "float32", device.type == "cpu")
     torch.manual_seed(BOOK.seed)  # the same initial weights as python -m alexnet_torch.train
     net = alexnet(args.resize).to(device)
     if args.epochs:

@@ -19,8 +19,7 @@ from torch import nn
 
 from alexnet_torch.model import alexnet, set_weights
 from common.atomic import atomic_write_bytes
-from common.cli import positive_int
-from common.errors import Help, Parser, UserError, run_cli
+from common.errors import Help, Parser, UserError, positive_int, run_cli
 from common.hparams import IN_CHANNELS
 from common.spec import check_resize
 from common.weights import load_weights, read_metadata, weights_file

@@ -1,12 +1,10 @@
-"""The one argument parser every `python -m alexnet_<fw>.train` uses, and the checks on its numbers."""
+"""The one argument parser every `python -m alexnet_<fw>.train` uses, and the checks on its sides and paths."""
 
 import argparse
-import math
-from collections.abc import Callable
 from pathlib import Path
 
 from common.backends import BACKENDS
-from common.errors import Help, InputTooSmallError, Parser, UserError
+from common.errors import Help, InputTooSmallError, Parser, UserError, non_negative_int, positive_float, positive_int
 from common.hparams import BOOK, HParams
 from common.metrics import GEMM_SIDE
 from common.run import stored_settings
@@ -18,27 +16,6 @@ FAST_HELP = ("opt-in fast path instead of the book's float32: bf16 mixed precisi
              "where they pay off on the device (see README, 'Speed')")
 
 
-def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]:
-    """An argparse type that accepts numbers of at least `minimum`, with a clear message."""
-
-    def parse(text: str):
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (value >= minimum and math.isfinite(value)):  # also refuses nan and inf
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    parse.__name__ = what
-    return parse
-
-
-positive_int = _number(int, 1, "a whole number of at least 1")
-non_negative_int = _number(int, 0, "a whole number of at least 0")
-positive_float = _number(float, 1e-300, "a number above 0")
-
-
 def _resize(text: str) -> int:
     """An input side the network can take (common.spec.check_resize says why not)."""
     side = positive_int(text)
@@ -47,6 +24,25 @@ def _resize(text: str) -> int:
     except InputTooSmallError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return side
+
+
+def made_dir(text: str) -> Path:
+    """An output folder, made at once: a path that cannot be one is said before any work is done."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot make the folder {path} ({e.strerror or e}): choose another") from None
+    return path
+
+
+def file_in_made_dir(text: str) -> Path:
+    """An output file, its folder made at once (see made_dir)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder: name a file in it")
+    made_dir(str(path.parent))
+    return path
 
 
 # --quick: the book's network and loop on a budget, 5 to 7 minutes on a recent 2-core CPU (README: "A quick try").
@@ -148,9 +144,9 @@ def bench_parser(backend: str, book_path: bool = False) -> argparse.ArgumentPars
         p.add_argument("--gemm", type=positive_int, default=GEMM_SIDE, metavar="SIDE",
                        help="side of the square matrix product that measures this machine's ceiling (the same "
                             "framework, the mode's precision: float32, or bfloat16 with --fast)")
-    p.add_argument("--json", type=Path, default=None, help="also append the result as a JSON line here")
+    p.add_argument("--json", type=file_in_made_dir, default=None, help="also append the result as a JSON line here")
     if not book_path:
-        p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+        p.add_argument("--profile", type=made_dir, default=None, metavar="DIR",
                        help="then profile the training steps once more: print the ops that take the time and "
                             "write a trace to DIR (Perfetto or chrome://tracing; TensorFlow: TensorBoard)")
     return p

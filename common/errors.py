@@ -1,6 +1,10 @@
-"""The one exception type for bad input, and how a command shows it: one line and an exit status."""
+"""The one exception type for bad input, the parser and number types that say it, and how a command shows it.
+
+Each shows as one line and an exit status, a framework's out-of-memory error too.
+"""
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -21,6 +25,30 @@ class InputTooSmallError(UserError, ValueError):
     """An input side too small for AlexNet's stack of strided layers."""
 
 
+# What each framework's error says when an allocation fails: PyTorch ("CUDA out of memory", "can't allocate
+# memory" from its CPU allocator), TensorFlow ("OOM when allocating"), JAX ("Out of memory allocating"), MXNet
+# ("cudaMalloc ... out of memory", and a tensor of 2^31 elements or more, which its build cannot index), NumPy's
+# MemoryError ("Unable to allocate").
+_SAYS_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "oom when allocating", "unable to allocate",
+                       "larger than 2^31 elements")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether a framework's error says that memory ran out (each says it in its own words)."""
+    return isinstance(error, MemoryError) or any(s in str(error).lower() for s in _SAYS_OUT_OF_MEMORY)
+
+
+def memory_ran_out(error: BaseException, then: str = "") -> UserError:
+    """A framework's out-of-memory error as one line: its own words from where it says so, and the fix."""
+    text = " ".join(str(error).split())
+    start = min((text.lower().find(s) for s in _SAYS_OUT_OF_MEMORY if s in text.lower()), default=0)
+    start = max((text.rfind(end, 0, start) + len(end) for end in (". ", ": ", "} ", "] ") if end in text[:start]),
+                default=0)  # from the start of its sentence: "CUDA out of memory", not a {{function_node ...}}
+    words = text[start:start + 120].rstrip(". ") + ("..." if len(text) > start + 120 else "")
+    return UserError(f"too large for memory ({type(error).__name__}: {words}): use a smaller --batch-size or "
+                     f"--resize{then}")
+
+
 class Help(argparse.ArgumentDefaultsHelpFormatter):
     """Each flag's default after its help, once: not for on/off flags or defaults the help already states."""
 
@@ -37,6 +65,27 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """Say the problem and where the help is, in one line, and exit 2."""
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]:
+    """An argparse type that accepts numbers of at least `minimum`, with a clear message."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (value >= minimum and math.isfinite(value)):  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _number(int, 1, "a whole number of at least 1")
+non_negative_int = _number(int, 0, "a whole number of at least 0")
+positive_float = _number(float, 1e-300, "a number above 0")
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -58,6 +107,11 @@ def run_cli(main: Callable[[], object]) -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:  # a framework's out-of-memory error: a GPU's, or an allocation the OS refused
+        if not out_of_memory(e):
+            raise
+        print(f"error: {memory_ran_out(e)}", file=sys.stderr)
+        sys.exit(UserError.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -14,8 +14,7 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 
 from common.atomic import atomic_write_bytes
-from common.cli import positive_int
-from common.errors import Help, Parser, UserError, run_cli
+from common.errors import Help, Parser, UserError, positive_int, run_cli
 from common.spec import param_shapes
 from common.weights import read_metadata, weights_file
 

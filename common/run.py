@@ -121,7 +121,11 @@ class Run:
         """Begin a new run, refusing to overwrite another one unless forced."""
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a directory: choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot make the run directory {self.out} ({e.strerror or e}): "
+                            f"choose another --out") from None
         self._hold_lock()
         old = self._existing()
         if old and not force:
@@ -191,9 +195,8 @@ class Run:
 
     def stop_diverged(self, loss: float, epoch: int) -> None:
         """Stop the run whose training loss is no longer a finite number, keeping the last checkpoint."""
-        kept = f"the checkpoint of {self.kept()} is kept" if self.checkpoint else "nothing was saved"
         raise UserError(f"the training loss became {loss} in epoch {epoch}: the run diverged (try a smaller "
-                        f"--lr); {kept} in {self.out}")
+                        f"--lr); {self.saved()}")
 
     def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None],
                      write_weights: Callable[[Path], None] | None = None) -> None:
@@ -224,6 +227,12 @@ class Run:
             before = f", after {counted(len(self.history), 'whole epoch')}" if self.history else ""
             return f"epoch {p['epoch']} up to minibatch {p['batch']} of {p['batches']}{before}"
         return f"epoch {self.start_epoch}"
+
+    def saved(self) -> str:
+        """What a run that stops now leaves, in words: its last checkpoint, or nothing."""
+        if self.checkpoint:
+            return f"the checkpoint of {self.kept()} is kept in {self.out}"
+        return f"nothing was saved in {self.out}"
 
     def interrupted(self, command: str | None = None) -> Interrupted:
         """The error to raise on Ctrl-C or SIGTERM, naming what was kept and the command that goes on."""

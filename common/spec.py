@@ -1,12 +1,12 @@
 """AlexNet as data: each layer's output shape, parameters, FLOPs and memory for any input size.
 
-Run `python -m common.spec [--resize N]` for the table (the book's first exercise: where do
-the parameters live, and where does the compute go?).
+Run `python -m common.spec [--resize N] [--batch-size B]` for the table (the book's exercises: where do
+the parameters live, where does the compute go, and what dominates the memory in training?).
 """
 
 from dataclasses import dataclass
 
-from common.errors import InputTooSmallError, Parser, run_cli
+from common.errors import InputTooSmallError, Parser, positive_int, run_cli
 from common.hparams import BOOK, IN_CHANNELS, NUM_CLASSES
 
 BYTES_PER_FLOAT = 4  # float32
@@ -141,6 +141,18 @@ def forward_flops(resize: int = BOOK.resize) -> int:
     return sum(s.flops for s in layer_stats(resize))
 
 
+def training_bytes(resize: int, batch_size: int, bytes_per_value: int = BYTES_PER_FLOAT) -> int:
+    """At least this much memory trains a minibatch: the weights and their gradients, and every layer's output.
+
+    The backward pass needs each image's input and layer outputs (`bytes_per_value` each: 2 in bfloat16), so
+    they are all kept. The backends' peak memory was 2.1 to 2.4 times this at 224 and batch 128 (docs/results.md).
+    """
+    stats = layer_stats(resize)
+    per_image = IN_CHANNELS * resize**2 * BYTES_PER_FLOAT  # the resized input stays float32
+    per_image += sum(s.activation_bytes for s in stats) // BYTES_PER_FLOAT * bytes_per_value
+    return 2 * num_params(resize) * BYTES_PER_FLOAT + batch_size * per_image
+
+
 def param_shapes(resize: int = BOOK.resize) -> dict[str, tuple[int, ...]]:
     """Canonical neutral-weight names and shapes: conv OIHW, dense (out, in)."""
     shapes: dict[str, tuple[int, ...]] = {}
@@ -169,8 +181,8 @@ def _fmt(n: float, unit: str = "") -> str:
     return f"{n:.0f}{unit}"
 
 
-def table(resize: int = BOOK.resize) -> str:
-    """The per-layer table with totals and the convolution vs dense split."""
+def table(resize: int = BOOK.resize, batch_size: int = BOOK.batch_size) -> str:
+    """The per-layer table with totals, the convolution vs dense split and a minibatch's training memory."""
     stats = layer_stats(resize)
     rows = [f"AlexNet at {resize}x{resize} (per image, float32)", ""]
     rows.append(f"{'layer':<9} {'output':<14} {'params':>12} {'FLOPs':>9} {'activations':>12}")
@@ -188,6 +200,9 @@ def table(resize: int = BOOK.resize) -> str:
         p = sum(s.params for s in stats if s.kind == kind)
         f = sum(s.flops for s in stats if s.kind == kind)
         rows.append(f"{label:<13} {p / params:6.1%} of params, {f / flops:6.1%} of FLOPs")
+    weights, need = 2 * params * BYTES_PER_FLOAT, training_bytes(resize, batch_size)
+    rows.append(f"training a minibatch of {batch_size} keeps at least {_fmt(need, 'B')}: {_fmt(weights, 'B')} of "
+                f"weights and gradients, {_fmt(need - weights, 'B')} of inputs and activations")
     return "\n".join(rows)
 
 
@@ -196,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = Parser(prog="python -m common.spec", description=table.__doc__)
     parser.add_argument("--resize", type=int, default=BOOK.resize,
                         help=f"input side in pixels (default: {BOOK.resize}, minimum {MIN_RESIZE})")
-    run_cli(lambda: print(table(parser.parse_args(argv).resize)))
+    parser.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size,
+                        help=f"minibatch size, for the training memory (default: {BOOK.batch_size})")
+    run_cli(lambda: print(table(**vars(parser.parse_args(argv)))))
 
 
 if __name__ == "__main__":

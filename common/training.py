@@ -1,10 +1,10 @@
 """The start and end of every training run, written once: each backend's train.py supplies the hooks.
 
-    parse the flags -> where it runs (replicas) -> find the data -> open the run directory (locked)
-    -> build the network and its trainer -> resume -> say how long it will take -> choose the step once
-    -> the backend's training loop (with every checkpoint, the neutral weights) -> the test split per
-    class (confusion.png), summary.json and the book's final line; --init-weights starts the network
-    from a neutral weights file
+    parse the flags -> where it runs (replicas) -> find the data -> will a minibatch fit (a CPU's memory)
+    -> open the run directory (locked) -> build the network and its trainer -> resume -> say how long it
+    will take -> choose the step once -> the backend's training loop (with every checkpoint, the neutral
+    weights) -> the test split per class (confusion.png), summary.json and the book's final line;
+    --init-weights starts the network from a neutral weights file
 
 The loop itself (train_epoch, train) stays in each backend: it is the lesson.
 """
@@ -23,8 +23,10 @@ from common import fashion_mnist, launch
 from common.backends import unused_gpu
 from common.cli import hparams_from_args, parse_args
 from common.epoch import Loop, StopRequests
+from common.errors import memory_ran_out, out_of_memory
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
+from common.memory import check_memory
 from common.metrics import estimate, estimate_line, long_run
 from common.precision import compute_dtype, float32_reason
 from common.predict import evaluate_net, write_evaluation
@@ -148,6 +150,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     start_weights, started_from = initial_weights(args.init_weights, hp.resize)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
+    share = -(-min(hp.batch_size, len(data.train_labels)) // replicas.processes)  # each process trains its share
+    check_memory(hp.resize, share, compute_dtype(hooks.backend, hp.fast, replicas.on_cpu), replicas.on_cpu)
 
     def open_run() -> Run:
         """The run's directory, locked; --dry-run's is a new throwaway one (on rank 0 only)."""
@@ -173,6 +177,10 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
             net = train_run(hooks, args, hp, replicas, data, run, start_weights)
         except KeyboardInterrupt:  # in the loop, or before it (the build, the resume, the time probe)
             raise run.interrupted(resume_command(hooks.backend, replicas)) from None
+        except Exception as e:  # a GPU's memory, or more than check_memory's lower bound on a CPU
+            if not out_of_memory(e):
+                raise
+            raise memory_ran_out(e, f"; {run.saved()}" if replicas.is_main else "") from None
         if replicas.is_main:  # the last epoch's checkpoint wrote the final weights
             extra = {**hooks.describe(replicas), "dtype": compute_dtype(hooks.backend, hp.fast, replicas.on_cpu),
                      "params": num_params(hp.resize),

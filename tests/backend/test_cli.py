@@ -46,7 +46,7 @@ def test_end_to_end_writes_every_output(fw, backend, tiny_data, tmp_path, capsys
 
 
 def test_a_run_needs_nothing_that_windows_or_macos_lacks(backend, tiny_data, tmp_path):
-    """No fcntl, resource or os.sched_getaffinity, msvcrt's lock in fcntl's place (tests/harness/as_on_windows.py),
+    """No fcntl, resource, os.sysconf or os.sched_getaffinity, msvcrt's lock in fcntl's place (as_on_windows.py),
     and text not UTF-8 unless asked for, as in Windows' code pages (an ASCII locale here)."""
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # MXNet then counts the cores itself

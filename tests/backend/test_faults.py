@@ -3,6 +3,7 @@
 import gzip
 import json
 import pickle
+import re
 import shlex
 import signal
 import subprocess
@@ -151,3 +152,19 @@ def test_a_run_killed_mid_epoch_resumes_exactly_from_its_periodic_checkpoint(fw,
         for key in ("loss", "train_acc", "test_acc"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), key
         assert len(x["points"]) == 5 and np.allclose(x["points"], y["points"], atol=1e-6)  # the curves too
+
+
+def test_a_network_too_large_for_memory_stops_in_one_line(fw, tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["--resize", "530000", "--batch-size", "2", "--device", "cpu", "--no-progress", "--data-dir", str(tiny_data),
+            "--out", str(out)]
+    with pytest.raises(UserError, match=r"needs at least [\d,.]+ GB of memory to train"):  # refused before it starts
+        fw.train.main(argv)
+    assert not out.exists()
+    # Past that check, the framework's own error: dense1 alone would take 1.15 PB (4096 x 256 x 16561 x 16561
+    # float32), more than any machine's memory and swap, so the OS refuses it at once, before a page is touched
+    # (MXNet refuses a tensor of 2^31 elements or more before that).
+    monkeypatch.setattr("common.training.check_memory", lambda *args: None)
+    with pytest.raises(UserError, match=rf"^too large for memory \(\w+: .+\): use a smaller --batch-size or --resize; "
+                                        rf"nothing was saved in {re.escape(str(out))}$"):
+        fw.train.main(argv)

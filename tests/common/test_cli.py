@@ -105,3 +105,18 @@ def test_fast_is_opt_in_and_part_of_the_run_settings():
     assert hparams_from_args(parse_args("tf", ["--fast"])) == HParams(fast=True)
     args = bench_parser("mxnet").parse_args(["--fast", "--profile", "prof"])
     assert args.fast and str(args.profile) == "prof"
+
+
+def test_a_benchmarks_output_paths_are_made_at_once_or_refused_in_one_line(tmp_path, capsys):
+    args = bench_parser("torch").parse_args(["--json", str(tmp_path / "new" / "b.jsonl"), "--profile",
+                                             str(tmp_path / "prof")])
+    assert (tmp_path / "new").is_dir() and (tmp_path / "prof").is_dir() and args.json.name == "b.jsonl"
+    (tmp_path / "a-file").write_text("")
+    for argv, phrase in [(["--json", str(tmp_path / "a-file" / "b.jsonl")], "cannot make the folder"),
+                         (["--profile", str(tmp_path / "a-file" / "p")], "cannot make the folder"),
+                         (["--json", str(tmp_path)], "is a folder: name a file in it")]:
+        with pytest.raises(SystemExit) as e:  # before a minute of measuring, not after it
+            bench_parser("torch").parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and phrase in err and err.count("\n") == 1, err
+

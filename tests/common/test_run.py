@@ -98,6 +98,9 @@ def test_refusals(tmp_path):
         Run(tmp_path / "empty", "x", HP, "ckpt", resume=True)
     Run(tmp_path, "x", HP, "ckpt", force=True)
     assert not list(tmp_path.glob("checkpoint-*")) and not (tmp_path / "state.json").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UserError, match=r"cannot make the run directory .*a-file.*\(.+\): choose another --out$"):
+        Run(tmp_path / "a-file" / "run", "x", HP, "ckpt")
 
 
 def test_more_epochs_may_be_added_on_resume_but_not_fewer(tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from common.replicas import Replicas, broadcast_json
 from common.run import Interrupted
 from common.training import Hooks, main, resume_command
@@ -22,17 +23,37 @@ def test_the_resume_command_relaunches_the_same_replicas():
         "python -m common.launch --backend tf --processes 2 -- python -m alexnet_tf.train --devices 2"
 
 
+def hooks_that_build(build, on_cpu: bool = True) -> Hooks:
+    """A backend whose network is built by `build`, and which is never asked for anything else."""
+    unused = dict.fromkeys(("load_data", "make_step", "train", "load_checkpoint", "probe_speed", "get_weights",
+                            "set_weights", "preprocess", "predict", "describe"))
+    return Hooks("torch", "pt", lambda devices, device: Replicas("cpu", "cpu", on_cpu=on_cpu), build, **unused)
+
+
 def test_a_stop_before_the_loop_says_what_was_kept(tmp_path):
     def stopped(*args):
         raise KeyboardInterrupt  # Ctrl-C while the network is built, resumed or timed (seconds at 224 on a CPU)
 
-    unused = dict.fromkeys(("load_data", "make_step", "train", "load_checkpoint", "probe_speed", "get_weights",
-                            "set_weights", "preprocess", "predict", "describe"))
-    hooks = Hooks("torch", "pt", lambda devices, device: Replicas("cpu", "cpu", on_cpu=True), stopped, **unused)
     out = tmp_path / "run"
     with pytest.raises(Interrupted, match=f"interrupted before the first checkpoint, so nothing was saved in {out}; "
                                           f"run the same command again"):
-        main(hooks, ["--data-dir", str(write_dataset(tmp_path / "data")), "--out", str(out), "--resize", "67"])
+        main(hooks_that_build(stopped), ["--data-dir", str(write_dataset(tmp_path / "data")), "--out", str(out),
+                                         "--resize", "67"])
+
+
+def test_a_run_too_large_for_memory_is_refused_before_it_starts_or_said_in_one_line(tmp_path, monkeypatch):
+    def cuda_ran_out(*args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB")
+
+    argv = ["--data-dir", str(write_dataset(tmp_path / "data")), "--out", str(tmp_path / "run"), "--resize", "67"]
+    monkeypatch.setattr("common.memory.machine_bytes", lambda: 100_000_000)  # 0.1 GB: the weights alone are 0.17
+    with pytest.raises(UserError, match="a minibatch of 256 images at 67x67 needs at least 0.2 GB .* this machine "
+                                        "has 0.1 GB: use a smaller --batch-size or --resize"):
+        main(hooks_that_build(cuda_ran_out), [*argv, "--batch-size", "1000"])  # the data holds 256 training images
+    assert not (tmp_path / "run").exists()  # refused before anything was made
+    with pytest.raises(UserError, match=r"^too large for memory \(RuntimeError: CUDA out of memory. Tried to allocate "
+                                        r"2.00 GiB.*\): use a smaller --batch-size or --resize; nothing was saved in "):
+        main(hooks_that_build(cuda_ran_out, on_cpu=False), argv)  # a GPU's memory: the framework says when it runs out
 
 
 @pytest.mark.parametrize("block", [1, 1024])

@@ -3,11 +3,12 @@
     python -m tests.harness.as_on_windows alexnet_torch.train --out DIR ...
     python -m tests.harness.as_on_windows -c "CODE" ARGS ...
 
-Windows has no fcntl, no resource (getrusage) and no os.sched_getaffinity (macOS lacks that one too). They
-are taken away before the module starts. msvcrt, Windows' own lock, is stood in for by fcntl's byte-range
-locks: they lock the same bytes from the same file position and the OS lets go of them when the process
-ends, as Windows does. What it cannot show: on Windows a locked byte cannot be read by others, which is why
-common.lock locks a byte far past the pid that others read.
+Windows has no fcntl, no resource (getrusage), no os.sysconf (the machine's memory) and no
+os.sched_getaffinity (macOS lacks that one too). They are taken away before the module starts. msvcrt,
+Windows' own lock, is stood in for by fcntl's byte-range locks: they lock the same bytes from the same file
+position and the OS lets go of them when the process ends, as Windows does. What it cannot show: on Windows
+a locked byte cannot be read by others, which is why common.lock locks a byte far past the pid that others
+read.
 """
 
 import fcntl
@@ -36,7 +37,7 @@ def msvcrt_stand_in() -> types.ModuleType:
 def take_away() -> None:
     """Make this process lack what Windows lacks, with msvcrt in place of fcntl for common.lock."""
     sys.modules["fcntl"] = sys.modules["resource"] = None  # an import of either now fails, as on Windows
-    del os.sched_getaffinity
+    del os.sched_getaffinity, os.sysconf
     sys.modules["msvcrt"] = msvcrt_stand_in()
     try:
         import common.lock  # takes Windows' branch, keeping the stand-in

@@ -1,0 +1,45 @@
+"""Will it fit? The memory a minibatch needs at the least, against this machine's, before a run starts.
+
+A minibatch too large for the memory would end a CPU run in the kernel's OOM killer ("Killed", no message)
+or a framework's stack trace. `check_memory` refuses it first, in one line; where memory runs out anyway (a
+GPU's, or more than this lower bound), `common.errors.out_of_memory` recognises the framework's error.
+"""
+
+import os
+from pathlib import Path
+
+from common.errors import UserError
+from common.spec import BYTES_PER_FLOAT, num_params, training_bytes
+
+GB = 1e9
+
+
+def machine_bytes() -> int | None:
+    """This machine's memory in bytes, or a container's smaller limit; None where the OS does not say (Windows)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    try:  # cgroup v2: a container's limit, "max" where it has none
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="utf-8").strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def check_memory(resize: int, images: int, dtype: str, on_cpu: bool, available: int | None = None) -> None:
+    """On a CPU, refuse a minibatch of `images` that cannot train in this machine's memory: one line, the fix.
+
+    On a GPU the framework says itself when the device's memory runs out (common.errors.out_of_memory).
+    """
+    if not on_cpu:
+        return
+    available = machine_bytes() if available is None else available
+    bytes_per_value = 2 if dtype == "bfloat16" else BYTES_PER_FLOAT
+    need = training_bytes(resize, images, bytes_per_value)
+    if available is not None and need > available:
+        raise UserError(f"a minibatch of {images:,} images at {resize}x{resize} needs at least {need / GB:,.1f} GB "
+                        f"of memory to train ({2 * num_params(resize) * BYTES_PER_FLOAT / GB:,.1f} GB of weights and "
+                        f"their gradients, the rest each image's activations), and this machine has "
+                        f"{available / GB:,.1f} GB: use a smaller --batch-size or --resize (python -m common.spec "
+                        f"--resize {resize} --batch-size {images} shows where it goes)")
