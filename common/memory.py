@@ -14,17 +14,24 @@ from common.spec import BYTES_PER_FLOAT, num_params, training_bytes
 GB = 1e9
 
 
+# A container's memory limit on Linux: cgroup v2 ("max" where it has none), then v1 (a huge number where none).
+CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
 def machine_bytes() -> int | None:
     """This machine's memory in bytes, or a container's smaller limit; None where the OS does not say (Windows)."""
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
-    try:  # cgroup v2: a container's limit, "max" where it has none
-        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="utf-8").strip()
-    except OSError:
-        return total
-    return min(total, int(limit)) if limit.isdigit() else total
+    for path in CGROUP_LIMITS:
+        try:
+            limit = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total
 
 
 def check_memory(resize: int, images: int, dtype: str, on_cpu: bool, available: int | None = None) -> None:

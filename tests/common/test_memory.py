@@ -1,5 +1,6 @@
 """Too large for memory: refused in one line before a run starts, and each framework's own error said in one line."""
 
+import os
 import subprocess
 import sys
 
@@ -53,8 +54,16 @@ def test_a_minibatch_that_cannot_fit_is_refused_in_one_line_before_anything_star
         check_memory(224, 4000, "float32", on_cpu=True, available=need_fast)
 
 
-def test_this_machine_says_its_memory():
-    assert machine_bytes() > 1 * GB  # Linux and macOS (sysconf); Windows returns None and the check is skipped
+@pytest.mark.skipif(not hasattr(os, "sysconf"), reason="Windows has no sysconf: the check is left out there")
+def test_this_machine_says_its_memory_or_its_containers_limit(tmp_path, monkeypatch):
+    assert machine_bytes() > 1 * GB  # Linux and macOS
+    limits = [tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"]
+    monkeypatch.setattr("common.memory.CGROUP_LIMITS", limits)
+    limits[0].write_text("max\n")  # cgroup v2 without a limit
+    limits[1].write_text("9223372036854771712\n")  # v1's "none"
+    assert machine_bytes() == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limits[0].write_text(f"{2 * 2**30}\n")  # a container of 2 GiB
+    assert machine_bytes() == 2 * 2**30
 
 
 @pytest.mark.parametrize("error", SAID, ids=["torch-cpu", "torch-cuda", "tf", "jax", "mxnet-cuda", "mxnet-2^31",
