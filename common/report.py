@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.errors import Help, Parser, UserError, run_cli
 from common.metrics import DRIFT, ceiling_moved, mib, mode
+from common.spec import BYTES_PER_FLOAT, training_bytes
 
 
 def _json_lines(path: Path, fix: str) -> list[dict]:
@@ -77,16 +78,18 @@ def _ceilings(records: list[dict]) -> dict[tuple[str, str], float]:
 
 
 def bench_table(path: Path) -> str:
-    """One row per measurement: images/s, the FLOP/s they reach, their share of the ceiling, peak memory.
+    """One row per measurement: images/s, the FLOP/s they reach, their share of the ceiling, memory.
 
     "of own" is the share of the backend's own matrix product in the mode's precision; "of best" the
     share of the fastest one any backend measured in this run, the nearest to the machine's limit.
+    "least MiB" is what common.spec says a minibatch keeps in training at the least (the weights, their
+    gradients and every layer's output), beside the "peak MiB" measured.
     """
     records = _json_lines(path, "pass the file that `bench --json FILE` wrote")
     ceilings = _ceilings(records)
     best = {dtype: max(rate for (_, d), rate in ceilings.items() if d == dtype) for _, dtype in ceilings}
     rows = [f"{'backend':<18}{'mode':<10}{'computes':<10}{'batch':>6}{'input':>6}{'GFLOP/img':>10}{'train img/s':>12}"
-            f"{'GFLOP/s':>9}{'of own':>8}{'of best':>8}{'eval img/s':>11}{'of own':>8}{'peak MiB':>9}"]
+            f"{'GFLOP/s':>9}{'of own':>8}{'of best':>8}{'eval img/s':>11}{'of own':>8}{'least MiB':>10}{'peak MiB':>9}"]
     for r in records:
         evaluation = f"{r['eval_images_per_sec']:.1f}" if "eval_images_per_sec" in r else "-"
         memory = mib(r.get("memory", {}))
@@ -97,9 +100,10 @@ def bench_table(path: Path) -> str:
             own, eval_own = f"{r['train_share']:.0%}", f"{r['eval_share']:.0%}"
             of_best = f"{flops / best[r['ceiling']['dtype']]:.0%}"
         dtype = r.get("ceiling", {}).get("dtype", "-")  # the precision the network computed in
+        least = training_bytes(r["resize"], r["batch_size"], 2 if dtype == "bfloat16" else BYTES_PER_FLOAT) / 2**20
         rows.append(f"{r['backend']:<18}{r.get('mode', 'faithful'):<10}{dtype:<10}{r['batch_size']:>6}{r['resize']:>6}"
                     f"{per_image:>10}{r['train_images_per_sec']:>12.1f}{reached:>9}{own:>8}{of_best:>8}"
-                    f"{evaluation:>11}{eval_own:>8}{memory:>9}")
+                    f"{evaluation:>11}{eval_own:>8}{least:>10.0f}{memory:>9}")
     rows.append("ceilings, the best of 5 square matrix products in each framework (GFLOP/s): " + ", ".join(
         f"{backend} {dtype} {rate / 1e9:.0f}" for (backend, dtype), rate in ceilings.items()))
     moved = [f"{r['backend']} {r.get('mode', 'faithful')} batch {r['batch_size']} at {r['resize']} "
