@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.errors import Parser, UserError, run_cli
+from common.errors import Parser, UserError, positive_float, run_cli
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
@@ -34,7 +34,12 @@ STALL = 10  # a wait on a process that is alive but busy alone (rank 0 evaluatin
 
 def connect_timeout() -> float:
     """Seconds a process waits for the others to join (ALEXNET_CONNECT_TIMEOUT, default 120)."""
-    return float(os.environ.get("ALEXNET_CONNECT_TIMEOUT", "120"))
+    text = os.environ.get("ALEXNET_CONNECT_TIMEOUT", "120")
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise UserError(f"ALEXNET_CONNECT_TIMEOUT={text!r}: set it to the seconds a process waits for the others, "
+                        f"a number above 0, or unset it (120)") from None
 
 
 def stall_timeout() -> float:

@@ -147,6 +147,7 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     """Train with the book's settings (or the flags'), print the book's line, write the run."""
     args = parse_args(hooks.backend, argv)
     hp = hparams_from_args(args)
+    launch.connect_timeout()  # a bad ALEXNET_CONNECT_TIMEOUT is refused now, not when the run ends
     start_weights, started_from = initial_weights(args.init_weights, hp.resize)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)

@@ -36,6 +36,10 @@ def test_a_wait_past_its_bound_ends_the_process_with_one_line(monkeypatch):
     assert done.returncode == UserError.exit_code and done.stderr == "error: stuck\n"
     monkeypatch.setenv("ALEXNET_CONNECT_TIMEOUT", "12")
     assert launch.stall_timeout() == 120
+    for bad in ("abc", "-5", "0", "nan"):
+        monkeypatch.setenv("ALEXNET_CONNECT_TIMEOUT", bad)
+        with pytest.raises(UserError, match=f"ALEXNET_CONNECT_TIMEOUT='{bad}': set it to the seconds .* above 0"):
+            launch.connect_timeout()
 
 
 def test_the_command_uses_each_framework_own_launcher():

@@ -41,6 +41,17 @@ def test_a_stop_before_the_loop_says_what_was_kept(tmp_path):
                                          "--resize", "67"])
 
 
+def test_a_bad_connect_timeout_is_refused_before_the_run_not_at_its_end(tmp_path, monkeypatch):
+    def never(*args):
+        raise AssertionError("the run started")
+
+    monkeypatch.setenv("ALEXNET_CONNECT_TIMEOUT", "2 minutes")  # read when the processes leave together
+    with pytest.raises(UserError, match="ALEXNET_CONNECT_TIMEOUT='2 minutes'"):
+        main(hooks_that_build(never), ["--data-dir", str(write_dataset(tmp_path / "data")), "--out",
+                                       str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_run_too_large_for_memory_is_refused_before_it_starts_or_said_in_one_line(tmp_path, monkeypatch):
     def cuda_ran_out(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.79 GiB")
