@@ -17,6 +17,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -30,6 +31,7 @@ from common.errors import UserError
 from common.hparams import HParams
 from common.lock import Held, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
+from common.spec import BYTES_PER_FLOAT, num_params
 
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json", "confusion.png",
              "predictions.png")
@@ -78,6 +80,10 @@ def interrupts_held() -> Iterator[None]:
         if not callable(handler):  # the system's default action: stop as Ctrl-C does
             raise KeyboardInterrupt
         handler(held[0], None)  # the loop's stop request (common/epoch.py), or Python's KeyboardInterrupt
+
+
+class CannotWrite(UserError):
+    """A run's files could not be written (a full disk, a folder made read-only); the last checkpoint stays whole."""
 
 
 class Interrupted(UserError):
@@ -185,7 +191,7 @@ class Run:
         """Record an epoch: checkpoint (and neutral weights) atomically, then metrics, curves and the epoch line."""
         if diverged(record):
             self.stop_diverged(record["loss"], record["epoch"])
-        with interrupts_held():  # Ctrl-C here lands after the epoch's files, not inside an import or a write
+        with interrupts_held(), self._writing():  # Ctrl-C lands after the epoch's files, not inside a write
             history = [*self.history, record]
             self._commit(f"checkpoint-{record['epoch']:03d}.{self.ckpt_ext}", write_checkpoint, history, None,
                          write_weights)
@@ -201,13 +207,37 @@ class Run:
     def save_partial(self, partial: dict, write_checkpoint: Callable[[Path], None],
                      write_weights: Callable[[Path], None] | None = None) -> None:
         """Record a run stopped inside an epoch: its checkpoint there and what resuming needs (common/epoch.py)."""
-        with interrupts_held():
+        with interrupts_held(), self._writing():
             name = f"checkpoint-{partial['epoch']:03d}-{partial['batch']:05d}.{self.ckpt_ext}"
             self._commit(name, write_checkpoint, self.history, partial, write_weights)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that fails for want of room, or of a writable folder, becomes CannotWrite; other errors stay."""
+        try:
+            yield
+        except CannotWrite:
+            raise
+        except Exception as e:
+            if self._disk_full() is None and not isinstance(e, OSError):
+                raise  # not the disk's doing: a bug, with its traceback
+            why = self._disk_full() or (os.strerror(e.errno) if e.errno else str(e).splitlines()[0][:120])
+            raise CannotWrite(f"cannot write the run's files in {self.out} ({why})") from None
+
+    def _disk_full(self) -> str | None:
+        """Whether the folder lacks room for a checkpoint and the weights file beside it, in words; None if not."""
+        need = 2 * num_params(self.hparams.resize) * BYTES_PER_FLOAT
+        free = shutil.disk_usage(self.out).free
+        if free >= need:
+            return None
+        return (f"the disk is full: {free / 1e6:,.1f} MB free there, and a checkpoint with its weights takes "
+                f"{need / 1e6:,.0f} MB")
 
     def _commit(self, name: str, write_checkpoint: Callable[[Path], None], history: list[dict],
                 partial: dict | None, write_weights: Callable[[Path], None] | None) -> None:
         """Write the checkpoint and the weights, then state.json naming it (the commit point), then drop older ones."""
+        if why := self._disk_full():  # before the framework's writer, which a full disk can leave in a bad state
+            raise CannotWrite(f"cannot write the run's files in {self.out} ({why})")
         with atomic_path(self.out / name) as tmp:
             write_checkpoint(tmp)
         if write_weights:  # the network so far, for predict, export and --init-weights (written atomically)
@@ -233,6 +263,14 @@ class Run:
         if self.checkpoint:
             return f"the checkpoint of {self.kept()} is kept in {self.out}"
         return f"nothing was saved in {self.out}"
+
+    def cannot_write(self, error: CannotWrite, command: str) -> CannotWrite:
+        """The error to stop with when a checkpoint could not be written: what was kept, and how to go on."""
+        if not self.checkpoint:
+            return CannotWrite(f"{error}, so nothing was saved: make room there or choose another --out, and run "
+                               f"the same command again")
+        return CannotWrite(f"{error}: the checkpoint of {self.kept()} is kept; make room there, then continue "
+                           f"with: {command} --out {shell_word(str(self.out))} --resume")
 
     def interrupted(self, command: str | None = None) -> Interrupted:
         """The error to raise on Ctrl-C or SIGTERM, naming what was kept and the command that goes on."""

@@ -31,7 +31,7 @@ from common.metrics import estimate, estimate_line, long_run
 from common.precision import compute_dtype, float32_reason
 from common.predict import evaluate_net, write_evaluation
 from common.replicas import Follower, Replicas, Step, shared_run
-from common.run import Run
+from common.run import CannotWrite, Run
 from common.spec import num_params
 from common.weights import load_weights, read_metadata, recorded_resize, save_weights
 
@@ -178,6 +178,8 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
             net = train_run(hooks, args, hp, replicas, data, run, start_weights)
         except KeyboardInterrupt:  # in the loop, or before it (the build, the resume, the time probe)
             raise run.interrupted(resume_command(hooks.backend, replicas)) from None
+        except CannotWrite as e:  # a full disk: rank 0 alone writes
+            raise run.cannot_write(e, resume_command(hooks.backend, replicas)) from None
         except Exception as e:  # a GPU's memory, or more than check_memory's lower bound on a CPU
             if not out_of_memory(e):
                 raise

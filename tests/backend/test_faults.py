@@ -5,6 +5,7 @@ import json
 import pickle
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from common.errors import UserError
 from common.hparams import HParams
+from common.run import CannotWrite
 from common.spec import MIN_RESIZE
 from common.weights import load_weights
 from tests.backend.test_cli import FAST, train
@@ -168,3 +170,25 @@ def test_a_network_too_large_for_memory_stops_in_one_line(fw, tiny_data, tmp_pat
     with pytest.raises(UserError, match=rf"^too large for memory \(\w+: .+\): use a smaller --batch-size or --resize; "
                                         rf"nothing was saved in {re.escape(str(out))}$"):
         fw.train.main(argv)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A filesystem of 1 MB (tmpfs) where this process may mount one (root on Linux); skipped elsewhere."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = shutil.which("mount") and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                                                       capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a small filesystem needs root on Linux")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_writes_nothing_half(fw, tiny_data, small_disk):
+    out = small_disk / "run"
+    with pytest.raises(CannotWrite, match=r"^cannot write the run's files in .* \(the disk is full: [\d.]+ MB free "
+                                          r"there, .*\), so nothing was saved: make room there or choose another"):
+        train(fw, tiny_data, out, "--epochs", "1")
+    assert [p.name for p in out.iterdir()] == [".lock"]  # no temporary file left behind either
+

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,7 +16,8 @@ from common.epoch import Epoch, Loop, StopRequests
 from common.errors import UserError, _sigterm
 from common.hparams import HParams
 from common.metrics import book_line, curve_points, epoch_record, estimate, estimate_line, examples_per_sec, plot_curves
-from common.run import Run, shell_word
+from common.run import CannotWrite, Run, shell_word
+from common.spec import BYTES_PER_FLOAT, num_params
 from tests.harness.as_on_windows import msvcrt_stand_in
 
 HP = HParams(num_epochs=3, resize=67)
@@ -51,11 +53,38 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, error):
         path.write_text("partial")
         raise error
 
-    with pytest.raises(type(error)):
+    with pytest.raises(KeyboardInterrupt if isinstance(error, KeyboardInterrupt) else CannotWrite):
         run.end_epoch(record(2), half_then_fail)
     resumed = Run(tmp_path, "x", HP, "ckpt", resume=True)
     assert resumed.start_epoch == 1 and resumed.checkpoint.read_text() == "one"
     assert sorted(p.name for p in tmp_path.iterdir() if "ckpt" in p.name) == ["checkpoint-001.ckpt"]
+
+
+def test_a_full_disk_stops_the_run_in_one_line_before_the_frameworks_writer_and_keeps_the_last_checkpoint(
+        tmp_path, monkeypatch):
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+    need = 2 * num_params(HP.resize) * BYTES_PER_FLOAT  # the checkpoint and the weights file beside it
+    room = [need - 1]
+    monkeypatch.setattr("common.run.shutil.disk_usage", lambda path: SimpleNamespace(free=room[0]))
+    writes = []
+    with pytest.raises(CannotWrite, match=r"^cannot write the run's files in .* \(the disk is full: 172.8 MB free "
+                                          r"there, and a checkpoint with its weights takes 173 MB\)$") as e:
+        run.save_partial({"epoch": 2, "batch": 3, "batches": 10, "sums": [0, 0]}, writes.append)
+    assert writes == []  # the framework's writer was not started: a full disk leaves some of them in a bad state
+    said = str(run.cannot_write(e.value, "python -m alexnet_x.train"))
+    assert said.endswith(": the checkpoint of epoch 1 is kept; make room there, then continue with: "
+                         f"python -m alexnet_x.train --out {tmp_path} --resume")
+    room[0] = need  # room when the write began, none by its end: the framework's own error, in its words
+    with pytest.raises(CannotWrite, match="the disk is full"):
+        run.end_epoch(record(2), lambda path: room.append(room.pop() - need) or 1 / 0)
+    room[0] = need  # a framework's error with room to spare is not the disk's: its traceback stays
+    with pytest.raises(ZeroDivisionError):
+        run.end_epoch(record(2), lambda path: 1 / 0)
+    assert Run(tmp_path, "x", HP, "ckpt", resume=True).checkpoint.read_text() == "one"
+    fresh = Run(tmp_path / "new", "x", HP, "ckpt")
+    assert str(fresh.cannot_write(CannotWrite("cannot write"), "c")).endswith(
+        "cannot write, so nothing was saved: make room there or choose another --out, and run the same command again")
 
 
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
