@@ -219,15 +219,19 @@ class Run:
         except CannotWrite:
             raise
         except Exception as e:
-            if self._disk_full() is None and not isinstance(e, OSError):
+            why = self._disk_full()
+            if why is None and not isinstance(e, OSError):
                 raise  # not the disk's doing: a bug, with its traceback
-            why = self._disk_full() or (os.strerror(e.errno) if e.errno else str(e).splitlines()[0][:120])
+            why = why or (os.strerror(e.errno) if e.errno else str(e).splitlines()[0][:120])
             raise CannotWrite(f"cannot write the run's files in {self.out} ({why})") from None
 
     def _disk_full(self) -> str | None:
         """Whether the folder lacks room for a checkpoint and the weights file beside it, in words; None if not."""
         need = 2 * num_params(self.hparams.resize) * BYTES_PER_FLOAT
-        free = shutil.disk_usage(self.out).free
+        try:
+            free = shutil.disk_usage(self.out).free
+        except OSError:  # the folder itself is gone: the write's own error says so
+            return None
         if free >= need:
             return None
         return (f"the disk is full: {free / 1e6:,.1f} MB free there, and a checkpoint with its weights takes "
