@@ -109,8 +109,8 @@ def load_checkpoint(path: Path, net: nnx.Sequential, trainer: nnx.Optimizer) -> 
 
         state = jax.tree_util.tree_map_with_path(restored, _state(net, trainer))
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
-        raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
-                        f"start a new run with --force") from None
+        cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot load checkpoint {path} ({cause})") from None
     nnx.update(net, state["net"])
     nnx.update(trainer, state["trainer"])
     return epoch

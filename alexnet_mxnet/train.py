@@ -159,8 +159,7 @@ def load_checkpoint(path: Path, net: nn.HybridSequential, trainer: gluon.Trainer
         epoch = int(arrays["epoch"].item())
     except (OSError, ValueError, KeyError, AssertionError, mx.base.MXNetError) as e:
         cause = str(e).strip().splitlines()[-1]  # MXNet's messages end with the cause, after its traceback
-        raise UserError(f"cannot load checkpoint {path} ({cause}): "
-                        f"start a new run with --force") from None
+        raise UserError(f"cannot load checkpoint {path} ({cause})") from None
     return epoch
 
 

@@ -104,8 +104,7 @@ def load_checkpoint(path: Path, net: keras.Sequential, trainer: keras.optimizers
             trainer.load_own_variables({k: v[()] for k, v in f["trainer"].items()})
             epoch = int(f.attrs["epoch"])
     except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0]}): "
-                        f"start a new run with --force") from None
+        raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0]})") from None
     return epoch
 
 

@@ -85,10 +85,9 @@ def load_checkpoint(path: Path, net: nn.Module, trainer: torch.optim.Optimizer) 
         trainer.load_state_dict(state["trainer"])
     except pickle.UnpicklingError:
         raise UserError(f"cannot load checkpoint {path}: it holds more than tensors, and loading it "
-                        f"could run code (refused); start a new run with --force") from None
+                        f"could run code (refused)") from None
     except (OSError, RuntimeError, KeyError, EOFError) as e:
-        raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0]}): "
-                        f"start a new run with --force") from None
+        raise UserError(f"cannot load checkpoint {path} ({str(e).splitlines()[0]})") from None
     return state["epoch"]
 
 

@@ -268,6 +268,15 @@ class Run:
             return f"the checkpoint of {self.kept()} is kept in {self.out}"
         return f"nothing was saved in {self.out}"
 
+    def without_checkpoint(self) -> str:
+        """How to go on from a checkpoint that cannot be read, in words: from the weights beside it, or anew."""
+        anew = "start the run again with --force"
+        if not self.weights_path.is_file():
+            return anew
+        left = self.hparams.num_epochs - self.start_epoch
+        return (f"{anew}, or go on from the network so far, which the run wrote beside it: give the run's command "
+                f"--init-weights {shell_word(str(self.weights_path))} --epochs {left} and another --out")
+
     def cannot_write(self, error: CannotWrite, command: str) -> CannotWrite:
         """The error to stop with when a checkpoint could not be written: what was kept, and how to go on."""
         if not self.checkpoint:

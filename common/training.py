@@ -23,7 +23,7 @@ from common import fashion_mnist, launch
 from common.backends import unused_gpu
 from common.cli import hparams_from_args, parse_args
 from common.epoch import Loop, StopRequests
-from common.errors import memory_ran_out, out_of_memory
+from common.errors import UserError, memory_ran_out, out_of_memory
 from common.fashion_mnist import FashionMNIST
 from common.hparams import HParams
 from common.memory import check_memory
@@ -127,7 +127,10 @@ def train_run(hooks: Hooks, args: argparse.Namespace, hp: HParams, replicas: Rep
     if start_weights is not None:  # every process: they all start from the same file
         hooks.set_weights(net, start_weights)
     if run.checkpoint:  # rank 0 only: the engine copies its weights to the other processes
-        hooks.load_checkpoint(run.checkpoint, net, trainer)
+        try:
+            hooks.load_checkpoint(run.checkpoint, net, trainer)
+        except UserError as e:  # the framework could not read it: a damaged file, or not a checkpoint at all
+            raise UserError(f"{e}: {run.without_checkpoint()}") from None
         print(f"resuming from the checkpoint of {run.kept()}")
     say_estimate(hooks, hp, replicas, data, epochs_left(hp, run))
     train_iter, test_iter = hooks.load_data(data, hp, replicas)

@@ -78,6 +78,21 @@ def test_a_hostile_checkpoint_is_refused_not_executed(fw, tiny_data, tmp_path):
     assert not (tmp_path / "PWNED").exists()
 
 
+def test_a_damaged_checkpoint_is_refused_with_the_way_on_from_the_weights_beside_it(fw, tiny_data, tmp_path):
+    out, limit = tmp_path / "run", ["--train-limit", "64"]
+    train(fw, tiny_data, out, "--epochs", "1", *limit)
+    checkpoint = out / json.loads((out / "state.json").read_text())["checkpoint"]
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # cut short, as by a failing disk
+    with pytest.raises(UserError, match=r"^cannot load checkpoint .+ \(.+\): start the run again with --force, or go "
+                                        r"on from the network so far") as e:
+        train(fw, tiny_data, out, "--epochs", "3", *limit, "--resume")
+    way_on = str(e.value).split("give the run's command ")[1].removesuffix(" and another --out")
+    assert way_on == f"--init-weights {out / 'weights.safetensors'} --epochs 2"
+    train(fw, tiny_data, tmp_path / "on", *limit, *shlex.split(way_on))  # the run's command, and the way on
+    summary = json.loads((tmp_path / "on" / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["init_weights"]["path"] == str(out / "weights.safetensors")
+
+
 def test_a_corrupt_state_file_is_refused(fw, tiny_data, tmp_path):
     out = tmp_path / "run"
     train(fw, tiny_data, out, "--epochs", "1", "--train-limit", "64")
