@@ -78,8 +78,10 @@ def _decode(path: Path):
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty (0 bytes): give a PNG or JPEG picture")
     try:
-        with warnings.catch_warnings(), Image.open(path) as image:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big photo is no attack here
+            image = Image.open(path)  # Image.open warns: the filter comes first
+        with image:
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # "L" would clip every value above 255
                 image = _eight_bit(image)

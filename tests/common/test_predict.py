@@ -1,6 +1,7 @@
 """After training, framework-free: image preparation, top-3 lines, the evaluation, the figures, the weights' resize."""
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,10 @@ def test_a_folder_or_too_many_pixels_is_named_for_what_it_is(tmp_path, monkeypat
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow refuses over twice this: 45,000 > 20,000
     with pytest.raises(UserError, match="has more pixels than Pillow opens .*give a smaller copy of it"):
         prepare_image(tmp_path / "photo.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # between the limit and twice it, Pillow only warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a phone's 108-megapixel photo: classified without a word of warning
+        assert prepare_image(tmp_path / "photo.png")[0].shape == (28, 28)
 
 
 def test_tiny_missing_and_truncated_pictures_are_refused(tmp_path):
