@@ -139,8 +139,8 @@ def search_dirs(data_dir: Path | None = None) -> list[Path]:
         directory = Path(explicit)
         if not directory.is_dir():
             source = "--data-dir" if data_dir else ENV_VAR
-            raise DataError(f"data directory {directory} (from {source}) does not exist: "
-                            f"fix the path, or {HOW_TO_GET}")
+            what = "is a file, not a directory" if directory.exists() else "does not exist"
+            raise DataError(f"data directory {directory} (from {source}) {what}: fix the path, or {HOW_TO_GET}")
         return [directory]
     return [cache_dir(), SYSTEM_DIR]
 
@@ -171,6 +171,7 @@ def download(directory: Path, mirror: str | None = None, opener: Callable = urll
              timeout: float = 60) -> dict[str, Path]:
     """Fetch the four .gz files, verify the decompressed bytes, and move each in place atomically."""
     mirror = mirror or os.environ.get(MIRROR_VAR, MIRROR)
+    mirror = mirror if mirror.endswith("/") else mirror + "/"  # a folder's address, with or without its slash
     paths = {}
     for key, f in FILES.items():
         path = directory / f"{f.name}.gz"

@@ -108,6 +108,9 @@ def test_unreadable_file(tiny_data, monkeypatch):
 def test_missing_directory_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         fm.load(tmp_path / "nowhere")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="a-file .from --data-dir. is a file, not a directory"):
+        fm.load(tmp_path / "a-file")
     data = write_dataset(tmp_path / "d")
     (data / "train-labels-idx1-ubyte").unlink()
     with pytest.raises(DataError, match="missing in .*train-labels-idx1-ubyte.*apt-get install"):
@@ -146,7 +149,7 @@ def test_download_from_a_local_server(tiny_mirror, tmp_path, monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setenv(fm.MIRROR_VAR, f"http://127.0.0.1:{server.server_port}/")
+        monkeypatch.setenv(fm.MIRROR_VAR, f"http://127.0.0.1:{server.server_port}")  # its slash may be left out
         data = fm.load()  # nothing in the cache or the system directory: downloads
     finally:
         server.shutdown()
