@@ -1,10 +1,11 @@
 """One epoch's bookkeeping, the same in every backend's loop: where it starts, each minibatch's dropout
 seed, the progress bar, the training curves' points, and stopping cleanly in the middle.
 
-Ctrl-C or SIGTERM asks the loop to stop: it finishes the minibatch it is on, writes a checkpoint there
-and stops; `--resume` continues from the next minibatch with the same weights, sums, data order and
-dropout masks as a run that never stopped. A second Ctrl-C stops at once (the last checkpoint stays).
-A checkpoint is also written every `--checkpoint-every` minutes, against a crash or `kill -9`.
+Ctrl-C, SIGTERM or SIGHUP (the terminal closed) asks the loop to stop: it finishes the minibatch it is
+on, writes a checkpoint there and stops; `--resume` continues from the next minibatch with the same
+weights, sums, data order and dropout masks as a run that never stopped. A second Ctrl-C stops at once
+(the last checkpoint stays). A checkpoint is also written every `--checkpoint-every` minutes, against a
+crash or `kill -9`.
 """
 
 import math
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from common.batches import Minibatches, batch_seed, num_batches
+from common.errors import STOP_SIGNALS, hung_up
 from common.metrics import epoch_record, progress, run_left
 from common.run import Run
 
@@ -23,13 +25,14 @@ POINTS_PER_EPOCH = 5  # training loss and accuracy points per epoch on the curve
 
 
 class StopRequests:
-    """While active, Ctrl-C and SIGTERM only ask the loop to stop after the minibatch it is on; twice: at once."""
+    """While active, Ctrl-C, SIGTERM and SIGHUP ask the loop to stop after the minibatch it is on; twice: at once."""
 
     def __init__(self):
         self.requested = False
         self._previous: dict = {}
 
     def _ask(self, signum: int, frame: object) -> None:
+        hung_up(signum)  # a closed terminal: the progress bar and the messages go nowhere from now on
         if self.requested:
             raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stays
         self.requested = True
@@ -38,7 +41,7 @@ class StopRequests:
 
     def __enter__(self) -> "StopRequests":
         if threading.current_thread() is threading.main_thread():  # only the main thread gets signals
-            self._previous = {s: signal.signal(s, self._ask) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._previous = {s: signal.signal(s, self._ask) for s in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:

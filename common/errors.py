@@ -88,14 +88,35 @@ non_negative_int = _number(int, 0, "a whole number of at least 0")
 positive_float = _number(float, 1e-300, "a number above 0")
 
 
+# The signals that stop a run cleanly, at the minibatch it is on: Ctrl-C, SIGTERM (kill, a scheduler) and,
+# where there is one, SIGHUP (the terminal closed, an SSH connection lost), which by default ends a process
+# at once.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def hung_up(signum: int) -> None:
+    """After SIGHUP the terminal is gone: what the process prints from now on goes nowhere, as under nohup."""
+    if signum != getattr(signal, "SIGHUP", None):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # the terminal refused what was left (EIO)
+            pass
+        os.dup2(devnull, stream.fileno())
+
+
 def _sigterm(signum: int, frame: object) -> None:
-    """Treat SIGTERM like Ctrl-C, so that a killed run stops the same clean way."""
+    """Treat SIGTERM and SIGHUP like Ctrl-C, so that a killed run stops the same clean way."""
+    hung_up(signum)
     raise KeyboardInterrupt
 
 
 def run_cli(main: Callable[[], object]) -> None:
     """Run a command: a UserError becomes one line on stderr and a non-zero exit status."""
-    signal.signal(signal.SIGTERM, _sigterm)
+    for s in STOP_SIGNALS[1:]:  # Python makes SIGINT a KeyboardInterrupt itself
+        signal.signal(s, _sigterm)
     try:
         try:
             main()

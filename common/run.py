@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.atomic import atomic_path, atomic_write_text
-from common.errors import UserError
+from common.errors import STOP_SIGNALS, UserError, hung_up
 from common.hparams import HParams
 from common.lock import Held, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
@@ -58,7 +58,7 @@ def diverged(record: dict) -> bool:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block is done, then hand it to the handler it would have reached.
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done, then hand it to the handler it would have reached.
 
     An interrupt that lands inside a C extension's import (matplotlib's, on the first plot) makes
     the interpreter abort instead of stopping cleanly; held, it arrives once the epoch is recorded:
@@ -69,7 +69,12 @@ def interrupts_held() -> Iterator[None]:
         yield
         return
     held = []
-    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def hold(signum: int, frame: object) -> None:
+        hung_up(signum)  # at once: the epoch's line must not go to a terminal that is gone
+        held.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
     try:
         yield
     finally:
