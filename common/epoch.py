@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from common.batches import Minibatches, batch_seed, num_batches
-from common.errors import STOP_SIGNALS, hung_up
+from common.errors import STOP_SIGNALS, silence_if_hung_up
 from common.metrics import epoch_record, progress, run_left
 from common.run import Run
 
@@ -32,7 +32,7 @@ class StopRequests:
         self._previous: dict = {}
 
     def _ask(self, signum: int, frame: object) -> None:
-        hung_up(signum)  # a closed terminal: the progress bar and the messages go nowhere from now on
+        silence_if_hung_up(signum)  # a closed terminal: the progress bar and the messages go nowhere from now on
         if self.requested:
             raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stays
         self.requested = True

@@ -94,7 +94,7 @@ positive_float = _number(float, 1e-300, "a number above 0")
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def hung_up(signum: int) -> None:
+def silence_if_hung_up(signum: int) -> None:
     """After SIGHUP the terminal is gone: what the process prints from now on goes nowhere, as under nohup."""
     if signum != getattr(signal, "SIGHUP", None):
         return
@@ -105,11 +105,12 @@ def hung_up(signum: int) -> None:
         except OSError:  # the terminal refused what was left (EIO)
             pass
         os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def _sigterm(signum: int, frame: object) -> None:
     """Treat SIGTERM and SIGHUP like Ctrl-C, so that a killed run stops the same clean way."""
-    hung_up(signum)
+    silence_if_hung_up(signum)
     raise KeyboardInterrupt
 
 

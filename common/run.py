@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from common.atomic import atomic_path, atomic_write_text
-from common.errors import STOP_SIGNALS, UserError, hung_up
+from common.errors import STOP_SIGNALS, UserError, silence_if_hung_up
 from common.hparams import HParams
 from common.lock import Held, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
@@ -71,7 +71,7 @@ def interrupts_held() -> Iterator[None]:
     held = []
 
     def hold(signum: int, frame: object) -> None:
-        hung_up(signum)  # at once: the epoch's line must not go to a terminal that is gone
+        silence_if_hung_up(signum)  # at once: the epoch's line must not go to a terminal that is gone
         held.append(signum)
 
     previous = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
