@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from common.errors import UserError
-from common.spec import BYTES_PER_FLOAT, num_params, training_bytes
+from common.spec import training_bytes, weights_bytes
 
 GB = 1e9
 
@@ -42,11 +42,10 @@ def check_memory(resize: int, images: int, dtype: str, on_cpu: bool, available: 
     if not on_cpu:
         return
     available = machine_bytes() if available is None else available
-    bytes_per_value = 2 if dtype == "bfloat16" else BYTES_PER_FLOAT
-    need = training_bytes(resize, images, bytes_per_value)
+    need = training_bytes(resize, images, dtype)
     if available is not None and need > available:
         raise UserError(f"a minibatch of {images:,} images at {resize}x{resize} needs at least {need / GB:,.1f} GB "
-                        f"of memory to train ({2 * num_params(resize) * BYTES_PER_FLOAT / GB:,.1f} GB of weights and "
+                        f"of memory to train ({2 * weights_bytes(resize) / GB:,.1f} GB of weights and "
                         f"their gradients, the rest each image's activations), and this machine has "
                         f"{available / GB:,.1f} GB: use a smaller --batch-size or --resize (python -m common.spec "
                         f"--resize {resize} --batch-size {images} shows where it goes)")

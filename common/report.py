@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.errors import Help, Parser, UserError, run_cli
 from common.metrics import DRIFT, ceiling_moved, mib, mode
-from common.spec import BYTES_PER_FLOAT, training_bytes
+from common.spec import training_bytes
 
 
 def _json_lines(path: Path, fix: str) -> list[dict]:
@@ -100,7 +100,7 @@ def bench_table(path: Path) -> str:
             own, eval_own = f"{r['train_share']:.0%}", f"{r['eval_share']:.0%}"
             of_best = f"{flops / best[r['ceiling']['dtype']]:.0%}"
         dtype = r.get("ceiling", {}).get("dtype", "-")  # the precision the network computed in
-        least = training_bytes(r["resize"], r["batch_size"], 2 if dtype == "bfloat16" else BYTES_PER_FLOAT) / 2**20
+        least = training_bytes(r["resize"], r["batch_size"], dtype) / 2**20
         rows.append(f"{r['backend']:<18}{r.get('mode', 'faithful'):<10}{dtype:<10}{r['batch_size']:>6}{r['resize']:>6}"
                     f"{per_image:>10}{r['train_images_per_sec']:>12.1f}{reached:>9}{own:>8}{of_best:>8}"
                     f"{evaluation:>11}{eval_own:>8}{least:>10.0f}{memory:>9}")

@@ -31,7 +31,7 @@ from common.errors import STOP_SIGNALS, UserError, silence_if_hung_up
 from common.hparams import HParams
 from common.lock import Held, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
-from common.spec import BYTES_PER_FLOAT, num_params
+from common.spec import weights_bytes
 
 RUN_FILES = ("state.json", "metrics.jsonl", "curves.png", "weights.safetensors", "summary.json", "confusion.png",
              "predictions.png")
@@ -218,11 +218,15 @@ class Run:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        """A write that fails for want of room, or of a writable folder, becomes CannotWrite; other errors stay."""
+        """A checkpoint's writes: refused without room, and a failure for want of room or by the OS is CannotWrite.
+
+        The room is checked before the framework's writer starts, as a full disk can leave one in a bad state
+        (TensorFlow's h5py crashed as the process ended). Other errors keep their traceback.
+        """
+        if why := self._disk_full():
+            raise CannotWrite(f"cannot write the run's files in {self.out} ({why})")
         try:
             yield
-        except CannotWrite:
-            raise
         except Exception as e:
             why = self._disk_full()
             if why is None and not isinstance(e, OSError):
@@ -232,7 +236,7 @@ class Run:
 
     def _disk_full(self) -> str | None:
         """Whether the folder lacks room for a checkpoint and the weights file beside it, in words; None if not."""
-        need = 2 * num_params(self.hparams.resize) * BYTES_PER_FLOAT
+        need = 2 * weights_bytes(self.hparams.resize)
         try:
             free = shutil.disk_usage(self.out).free
         except OSError:  # the folder itself is gone: the write's own error says so
@@ -245,8 +249,6 @@ class Run:
     def _commit(self, name: str, write_checkpoint: Callable[[Path], None], history: list[dict],
                 partial: dict | None, write_weights: Callable[[Path], None] | None) -> None:
         """Write the checkpoint and the weights, then state.json naming it (the commit point), then drop older ones."""
-        if why := self._disk_full():  # before the framework's writer, which a full disk can leave in a bad state
-            raise CannotWrite(f"cannot write the run's files in {self.out} ({why})")
         with atomic_path(self.out / name) as tmp:
             write_checkpoint(tmp)
         if write_weights:  # the network so far, for predict, export and --init-weights (written atomically)

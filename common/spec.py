@@ -141,16 +141,21 @@ def forward_flops(resize: int = BOOK.resize) -> int:
     return sum(s.flops for s in layer_stats(resize))
 
 
-def training_bytes(resize: int, batch_size: int, bytes_per_value: int = BYTES_PER_FLOAT) -> int:
+def weights_bytes(resize: int = BOOK.resize) -> int:
+    """The float32 weights' size in bytes (187 MB at 224): a checkpoint holds at least this much."""
+    return num_params(resize) * BYTES_PER_FLOAT
+
+
+def training_bytes(resize: int, batch_size: int, dtype: str = "float32") -> int:
     """At least this much memory trains a minibatch: the weights and their gradients, and every layer's output.
 
-    The backward pass needs each image's input and layer outputs (`bytes_per_value` each: 2 in bfloat16), so
+    The backward pass needs each image's input and layer outputs (in `dtype`: bfloat16 takes 2 bytes a value), so
     they are all kept. The backends' peak memory was 2.1 to 2.4 times this at 224 and batch 128 (docs/results.md).
     """
-    stats = layer_stats(resize)
+    bytes_per_value = 2 if dtype == "bfloat16" else BYTES_PER_FLOAT
     per_image = IN_CHANNELS * resize**2 * BYTES_PER_FLOAT  # the resized input stays float32
-    per_image += sum(s.activation_bytes for s in stats) // BYTES_PER_FLOAT * bytes_per_value
-    return 2 * num_params(resize) * BYTES_PER_FLOAT + batch_size * per_image
+    per_image += sum(s.activation_bytes for s in layer_stats(resize)) // BYTES_PER_FLOAT * bytes_per_value
+    return 2 * weights_bytes(resize) + batch_size * per_image
 
 
 def param_shapes(resize: int = BOOK.resize) -> dict[str, tuple[int, ...]]:
@@ -193,14 +198,14 @@ def table(resize: int = BOOK.resize, batch_size: int = BOOK.batch_size) -> str:
         )
     params, flops = num_params(resize), forward_flops(resize)
     acts = sum(s.activation_bytes for s in stats)
-    rows += ["", f"total params {params:,} ({_fmt(params * BYTES_PER_FLOAT, 'B')} of weights)"]
+    rows += ["", f"total params {params:,} ({_fmt(weights_bytes(resize), 'B')} of weights)"]
     rows.append(f"forward {_fmt(flops)}FLOP per image, training about {_fmt(3 * flops)}FLOP")
     rows.append(f"activations {_fmt(acts, 'B')} per image in the forward pass")
     for kind, label in (("conv", "convolutions"), ("dense", "dense layers")):
         p = sum(s.params for s in stats if s.kind == kind)
         f = sum(s.flops for s in stats if s.kind == kind)
         rows.append(f"{label:<13} {p / params:6.1%} of params, {f / flops:6.1%} of FLOPs")
-    weights, need = 2 * params * BYTES_PER_FLOAT, training_bytes(resize, batch_size)
+    weights, need = 2 * weights_bytes(resize), training_bytes(resize, batch_size)
     rows.append(f"training a minibatch of {batch_size} keeps at least {_fmt(need, 'B')}: {_fmt(weights, 'B')} of "
                 f"weights and gradients, {_fmt(need - weights, 'B')} of inputs and activations")
     return "\n".join(rows)

@@ -154,8 +154,9 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
     start_weights, started_from = initial_weights(args.init_weights, hp.resize)
     replicas = hooks.replicas(args.devices, args.device)
     data = fashion_mnist.load(args.data_dir, hp.train_limit, hp.test_limit)
+    dtype = compute_dtype(hooks.backend, hp.fast, replicas.on_cpu)  # what the network computes in
     share = -(-min(hp.batch_size, len(data.train_labels)) // replicas.processes)  # each process trains its share
-    check_memory(hp.resize, share, compute_dtype(hooks.backend, hp.fast, replicas.on_cpu), replicas.on_cpu)
+    check_memory(hp.resize, share, dtype, replicas.on_cpu)
 
     def open_run() -> Run:
         """The run's directory, locked; --dry-run's is a new throwaway one (on rank 0 only)."""
@@ -188,7 +189,7 @@ def main(hooks: Hooks, argv: list[str] | None = None) -> None:
                 raise
             raise memory_ran_out(e, f"; {run.saved()}" if replicas.is_main else "") from None
         if replicas.is_main:  # the last epoch's checkpoint wrote the final weights
-            extra = {**hooks.describe(replicas), "dtype": compute_dtype(hooks.backend, hp.fast, replicas.on_cpu),
+            extra = {**hooks.describe(replicas), "dtype": dtype,
                      "params": num_params(hp.resize),
                      "data": fashion_mnist.describe(data), "devices": replicas.count,
                      "init_weights": started_from, **evaluate_run(hooks, net, data, hp, replicas, run.out)}

@@ -34,7 +34,7 @@ def test_a_minibatch_needs_its_weights_gradients_and_every_layers_output():
     per_image = training_bytes(224, 1) - weights
     assert training_bytes(224, 128) == weights + 128 * per_image
     assert 3.0e6 < per_image < 3.3e6  # the input (0.2 MB) and the 2.93 MB of activations python -m common.spec lists
-    assert training_bytes(224, 1, bytes_per_value=2) - weights == pytest.approx(0.2e6 + 2.93e6 / 2, rel=0.02)
+    assert training_bytes(224, 1, "bfloat16") - weights == pytest.approx(0.2e6 + 2.93e6 / 2, rel=0.02)
     # A lower bound: every backend's peak RSS at 224 and batch 128 was 1,532 MiB or more (docs/results.md).
     assert training_bytes(224, 128) < 1532 * 2**20
 
@@ -48,7 +48,7 @@ def test_a_minibatch_that_cannot_fit_is_refused_in_one_line_before_anything_star
     assert "this machine has 8.0 GB: use a smaller --batch-size or --resize" in said
     assert "python -m common.spec --resize 224 --batch-size 60000" in said
     check_memory(224, 60_000, "float32", on_cpu=False, available=int(8 * GB))  # a GPU's framework says it itself
-    need_fast = training_bytes(224, 4000, bytes_per_value=2)
+    need_fast = training_bytes(224, 4000, "bfloat16")
     check_memory(224, 4000, "bfloat16", on_cpu=True, available=need_fast)  # bf16 activations: half the bytes
     with pytest.raises(UserError):
         check_memory(224, 4000, "float32", on_cpu=True, available=need_fast)
