@@ -7,9 +7,10 @@
 
 For the last three, `python -m common.launch --backend tf --processes 2 -- python -m alexnet_tf.train
 --devices 2` starts the command once per process with the variables its framework reads, on the
-loopback address with free ports; it stops them all when one fails, and passes Ctrl-C (or SIGTERM)
-on to every worker once, so that they stop together after the same minibatch. On several
-machines, start one process per machine with the same variables by hand (README: Several devices).
+loopback address with free ports; it stops them all when one fails, and passes Ctrl-C (SIGTERM, or
+SIGHUP as a terminal closes) on to every worker once, so that they stop together after the same
+minibatch. On several machines, start one process per machine with the same variables by hand
+(README: Several devices).
 """
 
 import argparse
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.errors import Parser, UserError, positive_float, run_cli
+from common.errors import STOP_SIGNALS, Parser, UserError, positive_float, run_cli, silence_if_hung_up
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
@@ -168,26 +169,28 @@ def start(backend: str, processes: int, command: list[str], port: int | None = N
 
 
 class Forward:
-    """Ctrl-C and SIGTERM, passed on as Ctrl-C to every worker once each (the helpers stop after them)."""
+    """Ctrl-C, SIGTERM and SIGHUP, passed on to every worker once each (the helpers stop after them)."""
 
     def __init__(self, workers: int):
         self.workers, self.procs = workers, []
-        self.asked = 0  # the signals passed on: the workers then stop on their own, with status 130
+        self.asked: list[int] = []  # the signals passed on: the workers then stop on their own, with status 130
         self.told: Counter[int] = Counter()  # how many of them each worker (by pid) has been sent
 
     def __call__(self, signum: int | None = None, frame: object = None) -> None:
         """Pass a signal on, and any earlier one to a worker started after it came."""
-        self.asked += signum is not None
+        if signum is not None:
+            silence_if_hung_up(signum)  # the terminal is gone: say nothing from now on, and tell the workers so
+            self.asked.append(signum if signum == getattr(signal, "SIGHUP", None) else signal.SIGINT)
         for p in self.procs[:self.workers]:
-            while self.told[p.pid] < self.asked and p.poll() is None:
+            while self.told[p.pid] < len(self.asked) and p.poll() is None:
+                p.send_signal(self.asked[self.told[p.pid]])
                 self.told[p.pid] += 1
-                p.send_signal(signal.SIGINT)
 
 
 def run(backend: str, processes: int, command: list[str], port: int | None = None) -> int:
     """Start the processes and wait for them all, passing Ctrl-C on from before the first one starts."""
     forward = Forward(processes)
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
     try:
         for p in start(backend, processes, command, port):
             forward.procs.append(p)

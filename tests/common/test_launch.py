@@ -136,6 +136,40 @@ def test_a_ctrl_c_while_the_processes_start_stops_them_all(monkeypatch):
     assert signal.getsignal(signal.SIGINT) == before  # the launcher's handler is gone
 
 
+TOLD = ("import os, signal, sys, time\n"
+        "def told(signum, frame):\n"  # the terminal may be gone: the signal's name goes to a file
+        "    with open(os.environ['TOLD'] + os.environ['JAX_PROCESS_ID'], 'a') as f:\n"
+        "        f.write(signal.Signals(signum).name + '\\n')\n"
+        "    sys.exit(130)\n"
+        "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\n"
+        "    signal.signal(s, told)\n"
+        "os.write(1, b'ready\\n')\n"
+        "time.sleep(30)")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no terminals' SIGHUP here")
+def test_a_closed_terminal_reaches_every_process_as_sighup(tmp_path):
+    """The launcher's terminal closes: each worker is told SIGHUP once, and the launcher waits for them."""
+    pty, fcntl, termios = (pytest.importorskip(name) for name in ("pty", "fcntl", "termios"))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--backend", "jax", "--", sys.executable, "-c",
+                             TOLD], stdin=slave, stdout=slave, stderr=slave, env={**os.environ,
+                            "TOLD": str(tmp_path / "told-")}, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # its controlling terminal
+    os.close(slave)
+    try:
+        seen = b""
+        while seen.count(b"ready") < 2:
+            seen += os.read(master, 1024)
+        os.close(master)  # the terminal closes: the kernel hangs it up and sends the launcher SIGHUP
+        assert proc.wait(timeout=30) == 130  # the workers' status: they stopped on their own, not killed
+    finally:
+        launch.stop([proc])  # a failed check leaves nothing running
+    told = sorted(tmp_path.glob("told-*"))
+    assert [f.name for f in told] == ["told-0", "told-1"]
+    assert [f.read_text() for f in told] == ["SIGHUP\n", "SIGHUP\n"]  # to silence themselves, once
+
+
 def test_a_launch_without_a_command_is_one_line():
     proc = subprocess.run([sys.executable, "-m", "common.launch", "--backend", "tf"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no command") and "Traceback" not in proc.stderr
