@@ -98,11 +98,11 @@ def _join(devices: int, device: str, rank: int, processes: int) -> Replicas:
     _initialize(os.environ.get("JAX_COORDINATOR_ADDRESS", ""), rank, processes)
     platform = get_device(device).platform
     mesh = Mesh(np.array(jax.devices(platform)), ("batch",))  # every process's devices, process 0's first
-    here = jax.local_devices(backend=platform)[0]
-    made = Replicas(here, "+".join(device_name(d) for d in mesh.devices.flat), on_cpu=platform == "cpu",
-                    count=mesh.size, rank=jax.process_index(), processes=jax.process_count(), engine=mesh,
-                    broadcast=lambda value: _broadcast(value, mesh), agree=lambda flag: _agree(flag, mesh),
-                    meet=lambda: _meet(mesh))
+    local = jax.local_devices(backend=platform)  # this process's share of the mesh
+    name = f"{'+'.join(device_name(d) for d in local)} x{mesh.size} ({processes} processes)"
+    made = Replicas(local[0], name, on_cpu=platform == "cpu", count=mesh.size, rank=jax.process_index(),
+                    processes=jax.process_count(), engine=mesh, broadcast=lambda value: _broadcast(value, mesh),
+                    agree=lambda flag: _agree(flag, mesh), meet=lambda: _meet(mesh))
     if made.agree(devices != mesh.size):  # every process stops, or none does
         jax.distributed.shutdown()
         raise UserError(f"--devices {devices} here, but the {processes} processes hold {mesh.size} devices in all: "

@@ -6,6 +6,7 @@ Every process is bounded in time: ALEXNET_CONNECT_TIMEOUT (common.launch) keeps 
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -64,6 +65,7 @@ def test_train_in_two_processes_writes_one_run(backend, several, tiny_data, tmp_
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(BOOK_LINE.findall(proc.stdout)) == 1, proc.stdout  # the chief alone prints it
+    assert re.search(r" on \S+ x2 \(", proc.stdout), proc.stdout  # this process's device, and how many in all
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["devices"] == 2
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
