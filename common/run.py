@@ -156,15 +156,23 @@ class Run:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{self.state_path} is corrupt ({e}): start a new run with --force") from None
         if state["backend"] != self.backend:
-            raise UserError(f"{self.out} holds a {state['backend']} run, and checkpoints do not cross "
-                            f"frameworks: start a new run, or load {self.weights_path.name} (neutral "
-                            f"weights) into {self.backend}")
+            raise UserError(self._other_framework(state["backend"]))
         self._check_same_hparams(state["hparams"])
         self.history, self.partial = state["history"], state.get("partial")
         self.checkpoint = self.out / state["checkpoint"]
         if self.start_epoch >= self.hparams.num_epochs:
             raise UserError(f"the run in {self.out} has done its {self.start_epoch} epochs: pass a larger "
                             f"--epochs to train on")
+
+    def _other_framework(self, backend: str) -> str:
+        """Why another framework's run cannot be resumed here, and the ways on: in its own, or from its weights."""
+        out = shell_word(str(self.out))
+        there = (f"{self.out} holds a {backend} run, and checkpoints do not cross frameworks: continue it with "
+                 f"python -m alexnet_{backend}.train --out {out} --resume")
+        if not self.weights_path.is_file():
+            return f"{there}, or start a new {self.backend} run in another --out"
+        return (f"{there}, or train on in {self.backend} from its network so far (neutral weights): drop --resume, "
+                f"give --init-weights {shell_word(str(self.weights_path))} and another --out")
 
     def _hold_lock(self) -> None:
         """Take the run directory's lock, or refuse at once if another process holds it."""

@@ -126,8 +126,10 @@ def test_refuses_to_overwrite_a_run(fw, tiny_data, tmp_path):
         train(fw, tiny_data, out, "--epochs", "2", "--lr", "0.1", "--resume", "--train-limit", "64")
     state = json.loads((out / "state.json").read_text())
     (out / "state.json").write_text(json.dumps({**state, "backend": "elsewhere"}))
-    with pytest.raises(UserError, match="do not cross frameworks"):
+    with pytest.raises(UserError, match="do not cross frameworks") as refused:
         train(fw, tiny_data, out, "--epochs", "2", "--resume", "--train-limit", "64")
+    assert f"continue it with python -m alexnet_elsewhere.train --out {out} --resume" in str(refused.value)
+    assert f"--init-weights {out / 'weights.safetensors'} and another --out" in str(refused.value)  # or on here
 
 
 BAD = {

@@ -119,7 +119,10 @@ def test_refusals(tmp_path):
     run.end_epoch(record(1), write("one"))
     with pytest.raises(UserError, match="already holds a run"):
         Run(tmp_path, "x", HP, "ckpt")
-    with pytest.raises(UserError, match="holds a x run.*neutral"):
+    with pytest.raises(UserError, match="holds a x run.*python -m alexnet_x.train --out .* --resume, or start a new y"):
+        Run(tmp_path, "y", HP, "ckpt", resume=True)
+    (tmp_path / "weights.safetensors").write_bytes(b"")  # written with every checkpoint of a run of today
+    with pytest.raises(UserError, match="holds a x run.* or train on in y .* --init-weights .*weights.safetensors"):
         Run(tmp_path, "y", HP, "ckpt", resume=True)
     with pytest.raises(UserError, match=r"different settings: lr 0.1 \(the run has 0.01\)"):
         Run(tmp_path, "x", HParams(num_epochs=3, resize=67, lr=0.1), "ckpt", resume=True)
