@@ -11,13 +11,9 @@ from flax import nnx
 from alexnet_jax.data import DataIter, load_data_fashion_mnist
 from alexnet_jax.model import alexnet
 from alexnet_jax.step import commit, device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
-from common.cli import bench_parser
+from common import bench as common_bench
 from common.errors import run_cli
-from common.hparams import BOOK
-from common.memory import check_memory
-from common.metrics import bench_result, ceiling_around, gemm_ceiling, report_bench
-from common.precision import compute_dtype
-from common.synthetic import bench_dataset
+from common.metrics import gemm_ceiling
 
 BACKEND = "jax"
 
@@ -73,27 +69,21 @@ def profile_training(net: nnx.Sequential, train_iter: DataIter, lr: float, out: 
 # ---- Main ----
 
 
+def build(resize: int, fast: bool, device: jax.Device) -> nnx.Sequential:
+    """The network to time, seeded, on `device`, on the fast path if asked."""
+    with jax.default_device(device):
+        net = alexnet(resize, seed=0)
+        return fast_path(net, device) if fast else net
+
+
+TIMER = common_bench.Timer(BACKEND, get_device, lambda device: device.platform == "cpu", build,
+                           load_data_fashion_mnist, time_training, time_evaluation, matmul_ceiling, device_name,
+                           peak_memory, profile_training)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print training and evaluation images/s on random data of the real sizes."""
-    args = bench_parser(BACKEND).parse_args(argv)
-    device = get_device(args.device)
-    on_cpu = device.platform == "cpu"
-    dtype = compute_dtype(BACKEND, args.fast, on_cpu)  # what the network computes in
-    check_memory(args.resize, args.batch_size, dtype, on_cpu)  # one line, where the OS would kill it unannounced
-    with jax.default_device(device):
-        net = alexnet(args.resize, seed=0)
-        if args.fast:
-            net = fast_path(net, device)
-    before = matmul_ceiling(dtype, args.gemm, device)  # in the same run: ratios hold
-    data = bench_dataset(args.batch_size, args.steps)
-    train_iter, test_iter = load_data_fashion_mnist(data, args.batch_size, args.resize, device)
-    train_ips, eval_ips = time_training(net, train_iter, BOOK.lr), time_evaluation(net, test_iter)
-    ceiling = ceiling_around(before, matmul_ceiling(dtype, args.gemm, device))  # and after: did it move?
-    result = bench_result(BACKEND, device_name(device), args.batch_size, args.resize, args.steps, args.fast,
-                          train_ips, eval_ips, peak_memory(device), ceiling)
-    report_bench(result, args.json)
-    if args.profile:
-        print(profile_training(net, train_iter, BOOK.lr, args.profile))
+    common_bench.main(TIMER, argv)
 
 
 if __name__ == "__main__":
