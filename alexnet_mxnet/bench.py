@@ -37,14 +37,6 @@ def time_training(net: nn.HybridSequential, train_iter: DataIter, lr: float) -> 
     return n / (time.perf_counter() - start)
 
 
-def time_evaluation(net: nn.HybridSequential, test_iter: DataIter) -> float:
-    """Evaluation images/s over one pass of `test_iter` (the second pass: the first warms up)."""
-    evaluate_accuracy(net, test_iter)
-    start = time.perf_counter()
-    evaluate_accuracy(net, test_iter)
-    return test_iter.num_examples / (time.perf_counter() - start)
-
-
 # ---- Ceiling ----
 
 
@@ -88,7 +80,7 @@ def build(resize: int, fast: bool, device: mx.Context) -> nn.HybridSequential:
 
 
 TIMER = common_bench.Timer(BACKEND, get_device, lambda device: device.device_type == "cpu", build,
-                           load_data_fashion_mnist, time_training, time_evaluation, matmul_ceiling, device_name,
+                           load_data_fashion_mnist, time_training, evaluate_accuracy, matmul_ceiling, device_name,
                            peak_memory, profile_training)
 
 

@@ -35,14 +35,6 @@ def time_training(net: keras.Sequential, train_iter: DataIter, lr: float) -> flo
     return n / (time.perf_counter() - start)
 
 
-def time_evaluation(net: keras.Sequential, test_iter: DataIter) -> float:
-    """Evaluation images/s over one pass of `test_iter` (the second pass: the first warms up)."""
-    evaluate_accuracy(net, test_iter)
-    start = time.perf_counter()
-    evaluate_accuracy(net, test_iter)
-    return test_iter.num_examples / (time.perf_counter() - start)
-
-
 # ---- Ceiling ----
 
 
@@ -77,7 +69,7 @@ def build(resize: int, fast: bool, device: str) -> keras.Sequential:
 
 
 TIMER = common_bench.Timer(BACKEND, get_device, lambda device: device.startswith("/CPU"), build,
-                           load_data_fashion_mnist, time_training, time_evaluation, matmul_ceiling, device_name,
+                           load_data_fashion_mnist, time_training, evaluate_accuracy, matmul_ceiling, device_name,
                            peak_memory, profile_training)
 
 
