@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from alexnet_jax.step import device_name, get_device, train_step
+from alexnet_jax.step import device_name, get_device, on_cpu, train_step
 from common import launch
 from common.errors import UserError
 from common.replicas import Replicas, Step, broadcast_json
@@ -44,11 +44,11 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
         _host_devices(devices)  # before get_device: asking for devices starts JAX's backend
     here = get_device(device)
     if devices == 1:
-        return Replicas(here, device_name(here), on_cpu=here.platform == "cpu")
+        return Replicas(here, device_name(here), on_cpu=on_cpu(here))
     mesh = _mesh(devices, here)
     count = mesh.size  # as the mesh counts them
     name = "+".join(device_name(d) for d in mesh.devices.flat)
-    return Replicas(here, name, on_cpu=here.platform == "cpu", count=count, engine=mesh)
+    return Replicas(here, name, on_cpu=on_cpu(here), count=count, engine=mesh)
 
 
 def _place() -> tuple[int, int]:
@@ -100,7 +100,7 @@ def _join(devices: int, device: str, rank: int, processes: int) -> Replicas:
     mesh = Mesh(np.array(jax.devices(platform)), ("batch",))  # every process's devices, process 0's first
     local = jax.local_devices(backend=platform)  # this process's share of the mesh
     name = f"{'+'.join(device_name(d) for d in local)} x{mesh.size} ({processes} processes)"
-    made = Replicas(local[0], name, on_cpu=platform == "cpu", count=mesh.size, rank=jax.process_index(),
+    made = Replicas(local[0], name, on_cpu=on_cpu(local[0]), count=mesh.size, rank=jax.process_index(),
                     processes=jax.process_count(), engine=mesh, broadcast=lambda value: _broadcast(value, mesh),
                     agree=lambda flag: _agree(flag, mesh), meet=lambda: _meet(mesh))
     if made.agree(devices != mesh.size):  # every process stops, or none does

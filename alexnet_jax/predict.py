@@ -7,7 +7,7 @@ from flax import nnx
 
 from alexnet_jax.data import preprocess
 from alexnet_jax.model import alexnet, predict, set_weights
-from alexnet_jax.step import commit, get_device
+from alexnet_jax.step import commit, get_device, on_cpu
 from common import predict as common_predict
 from common.errors import run_cli
 
@@ -42,7 +42,7 @@ def feature_maps(net: nnx.Sequential, X: np.ndarray) -> list[np.ndarray]:
 
 # ---- Main ----
 
-FORWARD = common_predict.Forward(BACKEND, get_device, load_net, preprocess, predict, feature_maps)
+FORWARD = common_predict.Forward(BACKEND, get_device, on_cpu, load_net, preprocess, predict, feature_maps)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,6 +37,11 @@ def get_device(name: str) -> jax.Device:
     return jax.devices("cpu")[0]
 
 
+def on_cpu(device: jax.Device) -> bool:
+    """Whether `device` is the host's CPU: there the memory check applies, and bf16 needs the CPU's instructions."""
+    return device.platform == "cpu"
+
+
 def device_name(device: jax.Device) -> str:
     """The device as the book prints it, with the GPU's model where there is one."""
     if device.platform == "gpu":
@@ -75,7 +80,7 @@ def fast_path(net: nnx.Sequential, device: jax.Device, compile: bool | None = No
     docs/results.md), so on a CPU the network stays float32. Every JAX step is compiled by XLA already
     (jit), on a CPU too: `compile` is accepted for the shared signature and changes nothing.
     """
-    if compute_dtype("jax", fast=True, on_cpu=device.platform == "cpu") == "float32":
+    if compute_dtype("jax", fast=True, on_cpu=on_cpu(device)) == "float32":
         return net  # the book's float32 network, as it is
     for layer in net.layers:
         if isinstance(layer, nnx.Conv | nnx.Linear):

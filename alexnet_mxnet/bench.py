@@ -9,7 +9,7 @@ from mxnet.gluon import nn
 
 from alexnet_mxnet.data import DataIter, load_data_fashion_mnist
 from alexnet_mxnet.model import alexnet
-from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
+from alexnet_mxnet.step import device_name, evaluate_accuracy, fast_path, get_device, on_cpu, peak_memory, train_step
 from common import bench as common_bench
 from common.errors import run_cli
 from common.metrics import gemm_ceiling
@@ -79,9 +79,8 @@ def build(resize: int, fast: bool, device: mx.Context) -> nn.HybridSequential:
     return fast_path(net, device) if fast else net
 
 
-TIMER = common_bench.Timer(BACKEND, get_device, lambda device: device.device_type == "cpu", build,
-                           load_data_fashion_mnist, time_training, evaluate_accuracy, matmul_ceiling, device_name,
-                           peak_memory, profile_training)
+TIMER = common_bench.Timer(BACKEND, get_device, on_cpu, build, load_data_fashion_mnist, time_training,
+                           evaluate_accuracy, matmul_ceiling, device_name, peak_memory, profile_training)
 
 
 def main(argv: list[str] | None = None) -> None:

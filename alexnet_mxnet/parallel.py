@@ -29,7 +29,7 @@ from mxnet import autograd, gluon, npx
 from mxnet.base import _LIB, check_call
 from mxnet.gluon import nn
 
-from alexnet_mxnet.step import device_name, get_device, train_step
+from alexnet_mxnet.step import device_name, get_device, on_cpu, train_step
 from common import launch
 from common.batches import shard
 from common.errors import UserError
@@ -60,10 +60,9 @@ class _Engine:
 def replicas(devices: int, device: str = "auto") -> Replicas:
     """The contexts to train on: `devices` GPUs or CPU contexts, shared among the workers when started as one."""
     here = get_device(device)
-    on_cpu = here.device_type == "cpu"
     if os.environ.get("DMLC_ROLE") != "worker":  # one process drives every replica
         contexts = _contexts_for(devices, here)
-        return Replicas(device=contexts[0], name=_name(contexts), on_cpu=on_cpu, count=len(contexts),
+        return Replicas(device=contexts[0], name=_name(contexts), on_cpu=on_cpu(here), count=len(contexts),
                         engine=_Engine(contexts))
     kv = _join()
     workers = kv.num_workers  # as the kvstore reports them
@@ -72,14 +71,14 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
                         f"of {workers} (each worker trains --devices / {workers} replicas)")
     contexts = _contexts_for(devices // workers, here, int(os.environ.get("DMLC_TASK_ID", "0")))
     engine = _Engine(contexts, kv, update_on_kvstore=False, total=partial(_total, kv))
-    return Replicas(device=contexts[0], name=f"{_name(contexts)} x{workers} (dist_sync)", on_cpu=on_cpu,
+    return Replicas(device=contexts[0], name=f"{_name(contexts)} x{workers} (dist_sync)", on_cpu=on_cpu(here),
                     count=len(contexts) * workers, rank=kv.rank, processes=workers, engine=engine,
                     broadcast=partial(_broadcast, kv), agree=partial(_agree, kv), meet=partial(_meet, kv))
 
 
 def _contexts_for(devices: int, device: mx.Context, task: int = 0) -> list[mx.Context]:
     """`devices` GPUs (worker `task` on a machine: the next ones), or `devices` CPU contexts on the CPU."""
-    if device.device_type == "cpu":
+    if on_cpu(device):
         return [mx.cpu(i) for i in range(devices)]  # [mx.cpu()] for 1: the one-device run, unchanged
     found = mx.context.num_gpus()
     first = task * devices % found if found >= devices else 0  # the launcher's workers take turns on the GPUs

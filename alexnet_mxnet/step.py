@@ -49,6 +49,11 @@ def get_device(name: str) -> mx.Context:
     return mx.cpu()
 
 
+def on_cpu(device: mx.Context) -> bool:
+    """Whether `device` is the host's CPU: there the memory check applies, and bf16 needs the CPU's instructions."""
+    return device.device_type == "cpu"
+
+
 def device_name(device: mx.Context) -> str:
     """The device as the book prints it: cpu(0) or gpu(0)."""
     return str(device)

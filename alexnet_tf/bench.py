@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from alexnet_tf.data import DataIter, load_data_fashion_mnist
 from alexnet_tf.model import alexnet
-from alexnet_tf.step import device_name, evaluate_accuracy, fast_path, get_device, peak_memory, train_step
+from alexnet_tf.step import device_name, evaluate_accuracy, fast_path, get_device, on_cpu, peak_memory, train_step
 from common import bench as common_bench
 from common.errors import run_cli
 from common.metrics import gemm_ceiling
@@ -68,9 +68,8 @@ def build(resize: int, fast: bool, device: str) -> keras.Sequential:
         return fast_path(net, device) if fast else net
 
 
-TIMER = common_bench.Timer(BACKEND, get_device, lambda device: device.startswith("/CPU"), build,
-                           load_data_fashion_mnist, time_training, evaluate_accuracy, matmul_ceiling, device_name,
-                           peak_memory, profile_training)
+TIMER = common_bench.Timer(BACKEND, get_device, on_cpu, build, load_data_fashion_mnist, time_training,
+                           evaluate_accuracy, matmul_ceiling, device_name, peak_memory, profile_training)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -37,7 +37,7 @@ import tensorflow as tf
 from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2  # no public API for its timeouts
 from tensorflow.python.eager import context
 
-from alexnet_tf.step import device_name, get_device, train_step
+from alexnet_tf.step import device_name, get_device, on_cpu, train_step
 from common import launch
 from common.batches import shard
 from common.errors import UserError
@@ -57,8 +57,7 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
         return _workers(devices, here, workers, rank)
     strategy = _strategy(devices, here)
     count = strategy.num_replicas_in_sync  # as the strategy counts them
-    return Replicas(here, _name(strategy, device_name(here)), on_cpu=here.startswith("/CPU"), count=count,
-                    engine=strategy)
+    return Replicas(here, _name(strategy, device_name(here)), on_cpu=on_cpu(here), count=count, engine=strategy)
 
 
 def _cluster() -> tuple[list[str], int]:
@@ -81,7 +80,7 @@ def _cluster() -> tuple[list[str], int]:
 
 def _workers(devices: int, device: str, workers: list[str], rank: int) -> Replicas:
     """Join the other workers in a MultiWorkerMirroredStrategy; every wait for them bounded in time."""
-    if device.startswith("/CPU"):
+    if on_cpu(device):
         tf.config.set_visible_devices([], "GPU")  # --device cpu: one CPU replica per worker, even beside GPUs
     timeout = launch.connect_timeout()
     ms = int(timeout * 1000)
@@ -111,7 +110,7 @@ def _workers(devices: int, device: str, workers: list[str], rank: int) -> Replic
                         f"another worker was given a --devices other than {count}: pass --devices {count} to "
                         f"every worker")
     name = f"{_name(strategy, device_name(device))} x{count} ({len(workers)} workers)"
-    return Replicas(device, name, on_cpu=device.startswith("/CPU"), count=count, rank=rank,
+    return Replicas(device, name, on_cpu=on_cpu(device), count=count, rank=rank,
                     processes=len(workers), engine=strategy, broadcast=partial(_broadcast, strategy), agree=agree,
                     meet=partial(_meet, strategy))
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from alexnet_tf.data import preprocess
 from alexnet_tf.model import alexnet, predict, set_weights
-from alexnet_tf.step import get_device
+from alexnet_tf.step import get_device, on_cpu
 from common import predict as common_predict
 from common.errors import run_cli
 
@@ -40,7 +40,7 @@ def feature_maps(net: keras.Sequential, X: np.ndarray) -> list[np.ndarray]:
 
 # ---- Main ----
 
-FORWARD = common_predict.Forward(BACKEND, get_device, load_net, preprocess, predict, feature_maps)
+FORWARD = common_predict.Forward(BACKEND, get_device, on_cpu, load_net, preprocess, predict, feature_maps)
 
 
 def main(argv: list[str] | None = None) -> None:

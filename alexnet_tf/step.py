@@ -32,6 +32,11 @@ def get_device(name: str) -> str:
     return "/CPU:0"
 
 
+def on_cpu(device: str) -> bool:
+    """Whether `device` is the host's CPU: there the memory check applies, and bf16 needs the CPU's instructions."""
+    return device.startswith("/CPU")
+
+
 def device_name(device: str) -> str:
     """The device as the book prints it, with the GPU's model where there is one."""
     if device.startswith("/GPU"):
@@ -65,7 +70,7 @@ def fast_path(net: keras.Sequential, device: str, compile: bool | None = None) -
     where PyTorch switches it per region of code (autocast). A CPU without bf16 instructions keeps the
     float32 network: there bf16 trained 6x slower (common/precision.py).
     """
-    if compute_dtype("tf", fast=True, on_cpu=device.startswith("/CPU")) == "float32":
+    if compute_dtype("tf", fast=True, on_cpu=on_cpu(device)) == "float32":
         return net  # the book's float32 network, as it is
     fast = keras.models.clone_model(net, clone_function=_mixed)
     fast.set_weights(net.get_weights())

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from alexnet_torch.model import alexnet
-from alexnet_torch.step import accuracy, device_name, get_device, train_step
+from alexnet_torch.step import accuracy, device_name, get_device, on_cpu, train_step
 from common import fashion_mnist
 from common.cli import bench_parser
 from common.errors import positive_float, positive_int, run_cli
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     """Measure training images/s through the book's data path, or time the book's whole run."""
     args = parse_args(argv)
     device = get_device(args.device)
-    check_memory(args.resize, args.batch_size, "float32", device.type == "cpu")
+    check_memory(args.resize, args.batch_size, "float32", on_cpu(device))
     torch.manual_seed(BOOK.seed)  # the same initial weights as python -m alexnet_torch.train
     net = alexnet(args.resize).to(device)
     if args.epochs:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from alexnet_torch.step import accuracy, device_name, get_device, train_step
+from alexnet_torch.step import accuracy, device_name, get_device, on_cpu, train_step
 from common import launch
 from common.errors import UserError
 from common.replicas import Replicas, Step
@@ -37,7 +37,7 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
                         f"or run `{command}` with your other flags")
     here = get_device(device)
     if world == 1:
-        return Replicas(here, device_name(here), on_cpu=here.type == "cpu")
+        return Replicas(here, device_name(here), on_cpu=on_cpu(here))
     if here.type == "mps":
         raise UserError("--devices N: PyTorch's process groups cannot use Apple's MPS device: add --device cpu")
     if here.type == "cuda":
@@ -49,7 +49,7 @@ def replicas(devices: int, device: str = "auto") -> Replicas:
         torch.cuda.set_device(here)
     dist.init_process_group("nccl" if here.type == "cuda" else "gloo")  # meets the others via torchrun's env
     count = dist.get_world_size()  # as the process group counts them
-    return Replicas(here, f"{device_name(here)} x{count} (DDP)", on_cpu=here.type == "cpu", count=count,
+    return Replicas(here, f"{device_name(here)} x{count} (DDP)", on_cpu=on_cpu(here), count=count,
                     rank=dist.get_rank(), processes=count, broadcast=_broadcast,
                     agree=lambda flag: _agree(flag, here), meet=lambda: _meet(here))
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from alexnet_torch.data import preprocess
 from alexnet_torch.model import alexnet, predict, set_weights
-from alexnet_torch.step import get_device
+from alexnet_torch.step import get_device, on_cpu
 from common import predict as common_predict
 from common.errors import run_cli
 
@@ -41,7 +41,7 @@ def feature_maps(net: nn.Sequential, X: np.ndarray) -> list[np.ndarray]:
 
 # ---- Main ----
 
-FORWARD = common_predict.Forward(BACKEND, get_device, load_net, preprocess, predict, feature_maps)
+FORWARD = common_predict.Forward(BACKEND, get_device, on_cpu, load_net, preprocess, predict, feature_maps)
 
 
 def main(argv: list[str] | None = None) -> None:

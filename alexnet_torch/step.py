@@ -36,6 +36,11 @@ def get_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def on_cpu(device: torch.device) -> bool:
+    """Whether `device` is the host's CPU: there the memory check applies, and bf16 needs the CPU's instructions."""
+    return device.type == "cpu"
+
+
 def device_name(device: torch.device) -> str:
     """The device as the book prints it, with the GPU's model where there is one."""
     if device.type == "cuda":
@@ -74,7 +79,7 @@ def fast_path(net: nn.Module, device: torch.device, compile: bool | None = None)
     unless `compile` says so. A CPU without bf16 instructions keeps the float32 network: there bf16
     trained 11x slower (common/precision.py).
     """
-    if compute_dtype("torch", fast=True, on_cpu=device.type == "cpu") == "float32":
+    if compute_dtype("torch", fast=True, on_cpu=on_cpu(device)) == "float32":
         return net  # the book's float32 network, as it is
     fast = Mixed(net)
     if device.type == "cuda" if compile is None else compile:

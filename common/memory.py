@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from common.errors import UserError
-from common.spec import training_bytes, weights_bytes
+from common.spec import evaluation_bytes, training_bytes, weights_bytes
 
 GB = 1e9
 
@@ -34,18 +34,27 @@ def machine_bytes() -> int | None:
     return total
 
 
-def check_memory(resize: int, images: int, dtype: str, on_cpu: bool, available: int | None = None) -> None:
-    """On a CPU, refuse a minibatch of `images` that cannot train in this machine's memory: one line, the fix.
+def check_memory(resize: int, images: int, dtype: str, on_cpu: bool, available: int | None = None,
+                 training: bool = True) -> None:
+    """On a CPU, refuse a minibatch of `images` that cannot train (or, `training` False, run forward) in this
+    machine's memory: one line, the fix.
 
     On a GPU the framework says itself when the device's memory runs out (common.errors.out_of_memory).
     """
     if not on_cpu:
         return
     available = machine_bytes() if available is None else available
-    need = training_bytes(resize, images, dtype)
-    if available is not None and need > available:
-        raise UserError(f"a minibatch of {images:,} images at {resize}x{resize} needs at least {need / GB:,.1f} GB "
-                        f"of memory to train ({2 * weights_bytes(resize) / GB:,.1f} GB of weights and "
-                        f"their gradients, the rest each image's activations), and this machine has "
-                        f"{available / GB:,.1f} GB: use a smaller --batch-size or --resize (python -m common.spec "
-                        f"--resize {resize} --batch-size {images} shows where it goes)")
+    need = training_bytes(resize, images, dtype) if training else evaluation_bytes(resize, images)
+    if available is None or need <= available:
+        return
+    if training:
+        why = (f"to train ({2 * weights_bytes(resize) / GB:,.1f} GB of weights and their gradients, the rest each "
+               f"image's activations)")
+        fix = (f"use a smaller --batch-size or --resize (python -m common.spec --resize {resize} --batch-size "
+               f"{images} shows where it goes)")
+    else:
+        why = (f"for its forward pass ({weights_bytes(resize) / GB:,.1f} GB of weights, the rest each image's input "
+               f"and its largest layer's)")
+        fix = "use a smaller --batch-size"
+    raise UserError(f"a minibatch of {images:,} images at {resize}x{resize} needs at least {need / GB:,.1f} GB of "
+                    f"memory {why}, and this machine has {available / GB:,.1f} GB: {fix}")

@@ -19,6 +19,7 @@ from common import fashion_mnist, figures
 from common.cli import predict_parser
 from common.errors import UserError
 from common.hparams import IMAGE_SIDE, NUM_CLASSES
+from common.memory import check_memory
 from common.weights import load_weights, read_metadata, recorded_resize
 
 # The book's text labels (d2l.get_fashion_mnist_labels), in label order.
@@ -212,6 +213,7 @@ class Forward:
 
     backend: str
     get_device: Callable[[str], Any]  # --device -> the framework's device
+    on_cpu: Callable[[Any], bool]  # whether that device is the host's CPU
     load_net: Callable[[dict, int, Any], Any]  # (neutral weights, resize, device) -> the network
     preprocess: Callable[[np.ndarray, int, Any], np.ndarray]  # uint8 (N, 28, 28) -> float32 (N, 1, resize, resize)
     predict: Callable[[Any, np.ndarray], np.ndarray]  # (net, X) -> logits (N, 10)
@@ -301,6 +303,7 @@ def main(forward: Forward, argv: list[str] | None = None) -> None:
     net = forward.load_net(weights, resize, device)
 
     def logits(images: np.ndarray) -> np.ndarray:
+        check_memory(resize, len(images), "float32", forward.on_cpu(device), training=False)  # not the OOM killer
         return forward.predict(net, forward.preprocess(images, resize, device))
 
     if args.feature_maps:

@@ -5,6 +5,7 @@ the parameters live, where does the compute go, and what dominates the memory in
 """
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from common.errors import InputTooSmallError, Parser, positive_int, run_cli
 from common.hparams import BOOK, IN_CHANNELS, NUM_CLASSES
@@ -156,6 +157,14 @@ def training_bytes(resize: int, batch_size: int, dtype: str = "float32") -> int:
     per_image = IN_CHANNELS * resize**2 * BYTES_PER_FLOAT  # the resized input stays float32
     per_image += sum(s.activation_bytes for s in layer_stats(resize)) // BYTES_PER_FLOAT * bytes_per_value
     return 2 * weights_bytes(resize) + batch_size * per_image
+
+
+def evaluation_bytes(resize: int, batch_size: int) -> int:
+    """At least this much memory runs a minibatch forward without gradients: the weights, and for each image
+    its input on the host beside the largest pair of a layer's input and output, which exist at once."""
+    sizes = [IN_CHANNELS * resize**2 * BYTES_PER_FLOAT, *(s.activation_bytes for s in layer_stats(resize))]
+    per_image = sizes[0] + max(a + b for a, b in pairwise(sizes))
+    return weights_bytes(resize) + batch_size * per_image
 
 
 def param_shapes(resize: int = BOOK.resize) -> dict[str, tuple[int, ...]]:

@@ -16,7 +16,7 @@ from common.errors import UserError
 from common.fashion_mnist import load
 from common.parity import make_case, weights_of
 from common.predict import CLASSES, prepare_images, softmax
-from common.spec import MIN_RESIZE
+from common.spec import MIN_RESIZE, evaluation_bytes
 from common.weights import load_weights, save_weights
 from tests.backend.test_cli import FAST, train
 
@@ -86,6 +86,19 @@ def test_evaluate_reports_the_backends_own_predictions(fw, predict_module, weigh
     printed = capsys.readouterr().out
     assert re.search(r"^all\s+\d\.\d{3}\s+40$", printed, re.M) and "ankle boot" in printed
     assert (weights_file.parent / "confusion.png").is_file()
+
+
+def test_a_forward_pass_too_large_for_memory_is_refused_in_one_line(predict_module, weights_file, tiny_data,
+                                                                    monkeypatch, capsys):
+    """A --batch-size whose pass cannot fit is refused before it runs, where the OS would kill the process unsaid."""
+    monkeypatch.setattr("common.memory.machine_bytes", lambda: evaluation_bytes(MIN_RESIZE, 32))  # a small machine
+    argv = ["--weights", str(weights_file), "--data-dir", str(tiny_data), "--device", "cpu", "--json"]
+    with pytest.raises(UserError, match=r"^a minibatch of 64 images at 67x67 needs at least [\d.]+ GB of memory for "
+                                        r"its forward pass .*: use a smaller --batch-size$"):
+        predict_module.main([*argv, "--batch-size", "1000"])  # all 64 test images in one pass
+    capsys.readouterr()
+    predict_module.main([*argv, "--batch-size", "32"])
+    assert json.loads(capsys.readouterr().out)["examples"] == 64
 
 
 # ---- Classify your own images ----

@@ -8,7 +8,7 @@ import pytest
 
 from common.errors import UserError, memory_ran_out, out_of_memory, run_cli
 from common.memory import GB, check_memory, machine_bytes
-from common.spec import training_bytes
+from common.spec import evaluation_bytes, training_bytes
 
 # Each framework's words when an allocation fails, as raised here (CPU) or as their GPUs say it.
 SAID = [
@@ -52,6 +52,23 @@ def test_a_minibatch_that_cannot_fit_is_refused_in_one_line_before_anything_star
     check_memory(224, 4000, "bfloat16", on_cpu=True, available=need_fast)  # bf16 activations: half the bytes
     with pytest.raises(UserError):
         check_memory(224, 4000, "float32", on_cpu=True, available=need_fast)
+
+
+def test_a_forward_pass_needs_its_weights_and_the_largest_layers_input_and_output():
+    weights = 46_764_746 * 4  # no gradients
+    assert evaluation_bytes(224, 0) == weights
+    # The input on the host (0.2 MB), and the largest pair: conv1's output (96 x 54 x 54 float32) and pool1's.
+    assert evaluation_bytes(224, 1) - weights == 224 * 224 * 4 + 96 * 54 * 54 * 4 + 96 * 26 * 26 * 4
+    assert evaluation_bytes(224, 128) < training_bytes(224, 128)  # no gradients, and no layer kept for a backward pass
+
+
+def test_a_forward_pass_that_cannot_fit_is_refused_in_one_line():
+    check_memory(224, 128, "float32", on_cpu=True, available=int(1 * GB), training=False)
+    with pytest.raises(UserError) as e:
+        check_memory(224, 10_000, "float32", on_cpu=True, available=int(8 * GB), training=False)
+    said = str(e.value)
+    assert "a minibatch of 10,000 images at 224x224 needs at least 16.0 GB of memory for its forward pass" in said
+    assert said.endswith("this machine has 8.0 GB: use a smaller --batch-size") and "\n" not in said
 
 
 @pytest.mark.skipif(not hasattr(os, "sysconf"), reason="Windows has no sysconf: the check is left out there")
