@@ -217,6 +217,9 @@ def table(resize: int = BOOK.resize, batch_size: int = BOOK.batch_size) -> str:
     weights, need = 2 * weights_bytes(resize), training_bytes(resize, batch_size)
     rows.append(f"training a minibatch of {batch_size} keeps at least {_fmt(need, 'B')}: {_fmt(weights, 'B')} of "
                 f"weights and gradients, {_fmt(need - weights, 'B')} of inputs and activations")
+    forward = evaluation_bytes(resize, batch_size)
+    rows.append(f"its forward pass alone (predict) at least {_fmt(forward, 'B')}: the weights, and each image's "
+                f"input and its largest layer's input and output")
     return "\n".join(rows)
 
 

@@ -111,7 +111,8 @@ def test_a_command_whose_framework_runs_out_of_memory_says_so_in_one_line(capsys
         run_cli(lambda: (_ for _ in ()).throw(RuntimeError("Expected all tensors to be on the same device")))
 
 
-def test_the_spec_says_what_a_minibatch_keeps_in_training():
+def test_the_spec_says_what_a_minibatch_keeps_in_training_and_in_its_forward_pass():
     out = subprocess.run([sys.executable, "-m", "common.spec", "--batch-size", "256"], capture_output=True,
                          text=True, check=True).stdout
     assert "training a minibatch of 256 keeps at least 1.17GB: 374.12MB of weights and gradients" in out
+    assert "its forward pass alone (predict) at least 591.55MB: the weights, and each image's input" in out
