@@ -4,6 +4,7 @@ POSIX (Linux, macOS) locks with fcntl; Windows has no fcntl and locks a byte ran
 Neither leaves a stale lock behind a crash or `kill -9`, as a lock made of a file's existence would.
 """
 
+import errno
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -21,12 +22,23 @@ class Held(Exception):
     """The lock is another process's; the message names that process as it wrote itself into the file."""
 
 
+class NoLocks(Exception):
+    """The filesystem gives no locks (an NFS mount without its lock service, some FUSE mounts); the OS's words."""
+
+
+HELD = (errno.EAGAIN, errno.EACCES)  # what fcntl says where another process holds the lock
+
+
 def hold(path: Path) -> BinaryIO:
-    """Lock the file at `path` (made if missing) and write this process's id into it; Held if it is taken."""
+    """Lock the file at `path` (made if missing) and write this process's id into it; Held if it is taken,
+    NoLocks where its filesystem has no locks."""
     f = open(path, "a+b")
     try:
         _lock(f)
-    except OSError:
+    except OSError as e:
+        if fcntl is not None and e.errno not in HELD:  # ENOLCK, EOPNOTSUPP: nobody holds it, nobody can
+            f.close()
+            raise NoLocks(e.strerror or str(e)) from None
         f.seek(0)
         holder = f.read().decode(errors="replace").strip() or "another process"
         f.close()

@@ -29,7 +29,7 @@ from pathlib import Path
 from common.atomic import atomic_path, atomic_write_text
 from common.errors import STOP_SIGNALS, UserError, silence_if_hung_up
 from common.hparams import HParams
-from common.lock import Held, hold, release
+from common.lock import Held, NoLocks, hold, release
 from common.metrics import book_line, counted, epoch_line, examples_per_sec, plot_curves, write_metrics
 from common.spec import weights_bytes
 
@@ -181,6 +181,9 @@ class Run:
         except Held as holder:
             raise UserError(f"{self.out} is in use by a run that is still going ({holder}): wait for it to end, "
                             f"or choose another --out") from None
+        except NoLocks as why:  # the lock only guards against a second run: no reason to stop this one
+            print(f"note: {self.out} is on a filesystem without file locks ({why}), so this run goes on without "
+                  f"its lock: start no other run in it while this one goes")
 
     def close(self) -> None:
         """Let go of the run directory (the lock); the files stay."""

@@ -269,6 +269,27 @@ def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path, mon
     Run(tmp_path, "x", HP, "ckpt", force=True).close()  # closed: the directory is free again
 
 
+@pytest.mark.skipif(lock.fcntl is None, reason="fcntl's locks: POSIX")
+def test_a_filesystem_without_locks_lets_the_run_go_on_and_says_so(tmp_path, monkeypatch, capsys):
+    """An NFS mount without its lock service, or a FUSE mount without locks (ENOLCK): no one holds the lock."""
+
+    def says(code: int):
+        def lockf(f, how):
+            raise OSError(code, os.strerror(code))
+        return lockf
+
+    monkeypatch.setattr(lock.fcntl, "lockf", says(errno.ENOLCK))
+    run = Run(tmp_path, "x", HP, "ckpt")
+    run.end_epoch(record(1), write("one"))
+    run.close()
+    assert (f"note: {tmp_path} is on a filesystem without file locks (No locks available), so this run goes on "
+            f"without its lock") in capsys.readouterr().out
+    Run(tmp_path, "x", HP, "ckpt", resume=True).close()  # and resumes the same way
+    monkeypatch.setattr(lock.fcntl, "lockf", says(errno.EAGAIN))  # where locks work, another process's
+    with pytest.raises(UserError, match="in use by a run that is still going"):
+        Run(tmp_path, "x", HP, "ckpt", resume=True)
+
+
 def test_the_resume_command_quotes_the_directory_for_the_shell_at_hand(monkeypatch):
     assert shell_word("runs/torch") == "runs/torch" and shell_word("my runs/x") == "'my runs/x'"
     monkeypatch.setattr(os, "name", "nt")  # cmd.exe and PowerShell: no single quotes, backslashes as they are
