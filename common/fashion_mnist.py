@@ -184,8 +184,13 @@ def download(directory: Path, mirror: str | None = None, opener: Callable = urll
                 raise DataError(f"the download of {url} failed ({e}): check the network (or set {MIRROR_VAR} to "
                                 f"another mirror), or get the files with {ELSEWHERE}") from None
             _verify(gzip_bytes_to_idx(data, url), f, url)
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(data)
+            try:
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+            except OSError as e:  # no home to cache in (a service's user), a read-only folder, a full disk
+                raise DataError(f"the download cannot be kept in {directory} ({e.strerror or e}): download into a "
+                                f"folder you can write with python -m common.fashion_mnist --download --data-dir "
+                                f"DIR, then pass --data-dir DIR (or set XDG_CACHE_HOME for the cache)") from None
         paths[key] = path
     return paths
 

@@ -194,6 +194,20 @@ def test_download_that_fails_says_how_to_get_the_data(tmp_path):
     assert not list(fm.cache_dir().parent.glob("*/*"))
 
 
+def test_a_download_with_nowhere_to_keep_it_says_where_to_put_it(tiny_mirror, tmp_path, monkeypatch):
+    """A user without a home to cache in (a service's, a container's), a read-only folder, a full disk."""
+    (tmp_path / "home").write_text("")  # a file where the cache's folder would be: the OS refuses the folder
+    monkeypatch.setattr(fm, "cache_dir", lambda: tmp_path / "home" / ".cache" / "fashion-mnist")
+
+    def opener(url, timeout):
+        return Response((tiny_mirror / url.rsplit("/", 1)[1]).read_bytes())
+
+    with pytest.raises(DataError, match=r"^Fashion-MNIST not found \(looked in .*\) and the download cannot be kept "
+                                        r"in .*home/.cache/fashion-mnist \(Not a directory\): download into a folder "
+                                        r"you can write with python -m common.fashion_mnist --download --data-dir DIR"):
+        fm.locate(opener=opener)
+
+
 def test_the_command_lists_the_files_a_run_would_use(tmp_path, capsys):
     data = write_dataset(tmp_path / "data")
     fm.main(["--data-dir", str(data)])
