@@ -1,6 +1,7 @@
 """The one argument parser every `python -m alexnet_<fw>.train` uses, and the checks on its sides and paths."""
 
 import argparse
+import os
 from pathlib import Path
 
 from common.backends import BACKENDS
@@ -33,6 +34,8 @@ def made_dir(text: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot make the folder {path} ({e.strerror or e}): choose another") from None
+    if not os.access(path, os.W_OK):  # there already, and someone else's
+        raise argparse.ArgumentTypeError(f"cannot write in the folder {path} (Permission denied): choose another")
     return path
 
 
@@ -42,6 +45,8 @@ def file_in_made_dir(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder: name a file in it")
     made_dir(str(path.parent))
+    if path.exists() and not os.access(path, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {path} (Permission denied): choose another file")
     return path
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.atomic import atomic_write_bytes, atomic_write_text
+from common.errors import UserError
 from common.hparams import HParams
 from common.spec import forward_flops
 
@@ -221,9 +222,13 @@ def report_bench(result: dict, json_path: Path | None) -> None:
 
 def append_json_line(path: Path, record: dict) -> None:
     """Append one JSON line (benchmarks collect several runs in one file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:  # a full disk, or a file taken away since the flags were read
+        raise UserError(f"cannot append to {path} ({e.strerror or e}): the figures above are all there is; "
+                        f"choose another --json") from None
 
 
 # ---- Files ----

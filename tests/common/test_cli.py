@@ -12,6 +12,7 @@ import pytest
 from common.cli import bench_parser, hparams_from_args, parse_args, parser
 from common.errors import UserError
 from common.hparams import BOOK, HParams
+from common.metrics import append_json_line
 
 FLAGS = ["--epochs", "--batch-size", "--lr", "--resize", "--train-limit", "--test-limit", "--data-dir",
          "--device", "--seed", "--out", "--resume", "--force", "--no-progress", "--devices", "--fast", "--dry-run"]
@@ -107,7 +108,7 @@ def test_fast_is_opt_in_and_part_of_the_run_settings():
     assert args.fast and str(args.profile) == "prof"
 
 
-def test_a_benchmarks_output_paths_are_made_at_once_or_refused_in_one_line(tmp_path, capsys):
+def test_a_benchmarks_output_paths_are_made_at_once_or_refused_in_one_line(tmp_path, capsys, monkeypatch):
     args = bench_parser("torch").parse_args(["--json", str(tmp_path / "new" / "b.jsonl"), "--profile",
                                              str(tmp_path / "prof")])
     assert (tmp_path / "new").is_dir() and (tmp_path / "prof").is_dir() and args.json.name == "b.jsonl"
@@ -119,4 +120,19 @@ def test_a_benchmarks_output_paths_are_made_at_once_or_refused_in_one_line(tmp_p
             bench_parser("torch").parse_args(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and phrase in err and err.count("\n") == 1, err
+    (tmp_path / "theirs.jsonl").write_text("")
+    for argv, phrase in [(["--json", str(tmp_path / "theirs.jsonl")], "cannot write"),
+                         (["--profile", str(tmp_path / "prof")], "cannot write in the folder")]:
+        with monkeypatch.context() as m, pytest.raises(SystemExit) as e:  # another user's, as root never sees
+            m.setattr(os, "access", lambda path, mode: False)
+            bench_parser("torch").parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and phrase in err and "(Permission denied): choose another" in err, err
+
+
+def test_a_result_that_cannot_be_appended_is_one_line_after_the_figures(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UserError, match=r"^cannot append to .*a-file/b.jsonl \(.+\): the figures above "
+                                        r"are all there is; choose another --json$"):
+        append_json_line(tmp_path / "a-file" / "b.jsonl", {"backend": "x"})
 
