@@ -26,10 +26,11 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.errors import STOP_SIGNALS, Parser, UserError, positive_float, run_cli, silence_if_hung_up
+from common.errors import STOP_SIGNALS, Parser, UserError, positive_float, positive_int, run_cli, silence_if_hung_up
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
+MAX_PORT = 65535
 STALL = 10  # a wait on a process that is alive but busy alone (rank 0 evaluating) allows this many connect timeouts
 
 
@@ -125,6 +126,9 @@ def free_ports(count: int, first: int | None = None) -> list[int]:
     """`count` ports free on the loopback address: `first` and those after it, or any the OS picks."""
     if first is not None:
         ports = list(range(first, first + count))
+        if ports[-1] > MAX_PORT:
+            raise UserError(f"--port {first}: this run needs {count} ports from it, past the last one ({MAX_PORT}): "
+                            f"pass --port {MAX_PORT - count + 1} or lower, or none to let the system pick free ones")
         for port in ports:
             with socket.socket() as s:
                 try:
@@ -238,19 +242,25 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a port number, 1 to 65535."""
+    port = positive_int(text)
+    if port > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to {MAX_PORT}, got {text!r}")
+    return port
+
+
 def main(argv: list[str] | None = None) -> None:
     """Start a command in several processes on this machine and wait for them all."""
     p = Parser(prog="python -m common.launch", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=sorted(ENVIRONMENTS), required=True, help="whose variables to set")
-    p.add_argument("--processes", type=int, default=2, help="how many processes to start (default: 2)")
-    p.add_argument("--port", type=int, default=None, help="the first port to use (default: free ones)")
+    p.add_argument("--processes", type=positive_int, default=2, help="how many processes to start (default: 2)")
+    p.add_argument("--port", type=port_number, default=None, help="the first port to use (default: free ones)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command each process runs")
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise UserError("no command to start: add -- python -m alexnet_<backend>.train --devices N ...")
-    if args.processes < 1:
-        raise UserError(f"--processes {args.processes}: pass 1 or more")
     if os.name == "nt":
         raise UserError("common.launch passes Ctrl-C on with POSIX signals, which Windows lacks: on Windows start each "
                         "process by hand with its framework's variables (README: Several devices)")

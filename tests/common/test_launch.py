@@ -175,6 +175,20 @@ def test_a_launch_without_a_command_is_one_line():
     assert proc.returncode == 2 and proc.stderr.startswith("error: no command") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--port", "99999"], "argument --port: expected a port from 1 to 65535, got '99999'"),
+    (["--port", "0"], "argument --port: expected a whole number of at least 1, got '0'"),
+    (["--port", "65535"], "--port 65535: this run needs 2 ports from it, past the last one (65535): pass --port "
+                          "65534 or lower"),
+    (["--processes", "0"], "argument --processes: expected a whole number of at least 1, got '0'"),
+], ids=["past-65535", "zero", "the-last-but-two-needed", "no-processes"])
+def test_a_port_or_count_that_cannot_be_is_one_line(flags, said):
+    proc = subprocess.run([sys.executable, "-m", "common.launch", "--backend", "tf", *flags, "--", sys.executable,
+                           "-c", "print('started')"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and said in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "started" not in proc.stdout
+
+
 def test_processes_with_different_settings_all_stop():
     rank0 = {**HParams().to_dict(), "devices": 2}
     def replicas(rank: int, agreed: bool) -> Replicas:
