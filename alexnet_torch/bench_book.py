@@ -11,7 +11,6 @@ This reproduces that path with PIL directly and times the same training steps ov
 import argparse
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from alexnet_torch.model import alexnet
 from alexnet_torch.step import accuracy, device_name, get_device, on_cpu, train_step
 from common import fashion_mnist
 from common.cli import bench_parser
-from common.errors import positive_float, positive_int, run_cli
+from common.errors import path_arg, positive_float, positive_int, run_cli
 from common.hparams import BOOK
 from common.memory import check_memory
 from common.metrics import append_json_line, epoch_line
@@ -113,7 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train this many epochs on the real Fashion-MNIST and time the whole run "
                         "(default: time --steps steps on random data)")
     p.add_argument("--lr", type=positive_float, default=BOOK.lr, help="SGD learning rate (with --epochs)")
-    p.add_argument("--data-dir", type=Path, default=None, help="the four IDX files (with --epochs)")
+    p.add_argument("--data-dir", type=path_arg, default=None, help="the four IDX files (with --epochs)")
     p.add_argument("--train-limit", type=positive_int, default=None, help="the first N training images")
     p.add_argument("--test-limit", type=positive_int, default=None, help="the first N test images")
     args = p.parse_args(argv)

@@ -19,7 +19,7 @@ from torch import nn
 
 from alexnet_torch.model import alexnet, set_weights
 from common.atomic import atomic_write_bytes
-from common.errors import Help, Parser, UserError, positive_int, run_cli
+from common.errors import Help, Parser, UserError, path_arg, positive_int, run_cli
 from common.hparams import IN_CHANNELS
 from common.spec import check_resize
 from common.weights import load_weights, read_metadata, weights_file
@@ -109,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog=f"python -m alexnet_{BACKEND}.export", formatter_class=Help,
                 description="Write an ONNX model from neutral weights trained in any backend.")
     p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
-    p.add_argument("out", type=Path, help="the ONNX file to write, for example model.onnx")
+    p.add_argument("out", type=path_arg, help="the ONNX file to write, for example model.onnx")
     p.add_argument("--opset", type=positive_int, default=DEFAULT_OPSET, help="ONNX opset version")
     return p
 

@@ -5,7 +5,16 @@ import os
 from pathlib import Path
 
 from common.backends import BACKENDS
-from common.errors import Help, InputTooSmallError, Parser, UserError, non_negative_int, positive_float, positive_int
+from common.errors import (
+    Help,
+    InputTooSmallError,
+    Parser,
+    UserError,
+    path_arg,
+    positive_float,
+    positive_int,
+    seed_number,
+)
 from common.hparams import BOOK, HParams
 from common.metrics import GEMM_SIDE
 from common.run import stored_settings
@@ -29,7 +38,7 @@ def _resize(text: str) -> int:
 
 def made_dir(text: str) -> Path:
     """An output folder, made at once: a path that cannot be one is said before any work is done."""
-    path = Path(text)
+    path = path_arg(text)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -41,7 +50,7 @@ def made_dir(text: str) -> Path:
 
 def file_in_made_dir(text: str) -> Path:
     """An output file, its folder made at once (see made_dir)."""
-    path = Path(text)
+    path = path_arg(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder: name a file in it")
     made_dir(str(path.parent))
@@ -71,14 +80,14 @@ def parser(backend: str) -> argparse.ArgumentParser:
                    help="train on the first N training images only (default: all 60,000)")
     p.add_argument("--test-limit", type=positive_int, default=None,
                    help="evaluate on the first N test images only (default: all 10,000)")
-    p.add_argument("--data-dir", type=Path, default=None,
+    p.add_argument("--data-dir", type=path_arg, default=None,
                    help="directory holding the four Fashion-MNIST files (default: searched, "
                         "see README)")
     p.add_argument("--device", choices=DEVICES, default="auto",
                    help="auto picks a GPU when there is one")
-    p.add_argument("--seed", type=non_negative_int, default=BOOK.seed,
+    p.add_argument("--seed", type=seed_number, default=BOOK.seed,
                    help="seed for initialisation, shuffling and dropout")
-    p.add_argument("--out", type=Path, default=Path("runs") / backend,
+    p.add_argument("--out", type=path_arg, default=Path("runs") / backend,
                    help="directory for metrics, curves, summary, checkpoints and weights")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its stored settings (flags given "
@@ -163,25 +172,25 @@ def predict_parser(backend: str) -> argparse.ArgumentParser:
                 description=f"Evaluate neutral AlexNet weights with {BACKENDS[backend].title} on Fashion-MNIST's "
                             f"test split, or classify your own pictures (PNG, JPEG, any that Pillow reads).",
                 formatter_class=Help)
-    p.add_argument("images", type=Path, nargs="*", metavar="IMAGE",
+    p.add_argument("images", type=path_arg, nargs="*", metavar="IMAGE",
                    help="image files or directories of them to classify (none: evaluate on the test split)")
     p.add_argument("--weights", type=weights_file, default=Path("runs") / backend / "weights.safetensors",
                    help="neutral weights from a training run in any backend (or its run directory)")
     p.add_argument("--resize", type=_resize, default=None,
                    help="input side (default: the one recorded in the weights; a different one is refused)")
-    p.add_argument("--data-dir", type=Path, default=None,
+    p.add_argument("--data-dir", type=path_arg, default=None,
                    help="directory holding the four Fashion-MNIST files (default: searched, see README)")
     p.add_argument("--test-limit", type=positive_int, default=None,
                    help="evaluate on the first N test images only (default: all 10,000)")
     p.add_argument("--batch-size", type=positive_int, default=BOOK.batch_size, help="images per forward pass")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto picks a GPU when there is one")
-    p.add_argument("--out-dir", type=Path, default=None,
+    p.add_argument("--out-dir", type=path_arg, default=None,
                    help="directory for the PNGs (default: the weights' directory)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-invert", action="store_true",
                    help="never invert an image (by default one with a light background is inverted, since "
                         "Fashion-MNIST has light objects on black)")
-    p.add_argument("--feature-maps", type=Path, default=None, metavar="IMAGE",
+    p.add_argument("--feature-maps", type=path_arg, default=None, metavar="IMAGE",
                    help="write the activations of conv1 and conv2 for this image as PNGs in --out-dir")
     return p
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -67,15 +68,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]:
-    """An argparse type that accepts numbers of at least `minimum`, with a clear message."""
+def _number(cast: Callable, minimum: float, what: str, maximum: float = math.inf) -> Callable[[str], float]:
+    """An argparse type that accepts numbers from `minimum` to `maximum`, with a clear message."""
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not (value >= minimum and math.isfinite(value)):  # also refuses nan and inf
+        if not (minimum <= value <= maximum and math.isfinite(value)):  # also refuses nan and inf
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
@@ -84,8 +85,18 @@ def _number(cast: Callable, minimum: float, what: str) -> Callable[[str], float]
 
 
 positive_int = _number(int, 1, "a whole number of at least 1")
-non_negative_int = _number(int, 0, "a whole number of at least 0")
 positive_float = _number(float, 1e-300, "a number above 0")
+def path_arg(text: str) -> Path:
+    """An argparse type for a path: an empty one (an unset shell variable, `--out "$OUT"`) is refused, not read as
+    the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r} (an unset shell variable?)")
+    return Path(text)
+
+
+seed_number = _number(int, 0, "a whole number from 0 to 4294967295 (2**32 - 1, NumPy's and Keras's largest seed)",
+                      maximum=2**32 - 1)
+port_number = _number(int, 1, "a port from 1 to 65535", maximum=65535)
 
 
 # The signals that stop a run cleanly, at the minibatch it is on: Ctrl-C, SIGTERM (kill, a scheduler) and,

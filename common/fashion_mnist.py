@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common.atomic import atomic_path
-from common.errors import DataError, Parser, run_cli
+from common.errors import DataError, Parser, path_arg, run_cli
 from common.hparams import IMAGE_SIDE, NUM_CLASSES
 
 ENV_VAR = "ALEXNET_DATA"
@@ -264,7 +264,7 @@ def describe(data: FashionMNIST) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Show which files a run would use, or download them."""
     p = Parser(prog="python -m common.fashion_mnist", description=main.__doc__)
-    p.add_argument("--data-dir", type=Path, default=None, help="look here only (or download here)")
+    p.add_argument("--data-dir", type=path_arg, default=None, help="look here only (or download here)")
     p.add_argument("--download", action="store_true", help="download into --data-dir or the cache")
     args = p.parse_args(argv)
 

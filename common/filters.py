@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 
 from common.atomic import atomic_write_bytes
-from common.errors import Help, Parser, UserError, positive_int, run_cli
+from common.errors import Help, Parser, UserError, path_arg, positive_int, run_cli
 from common.spec import param_shapes
 from common.weights import read_metadata, weights_file
 
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(prog="python -m common.filters", formatter_class=Help,
                 description="Write conv1's 96 learned 11x11 filters as one PNG grid (8 x 12).")
     p.add_argument("weights", type=weights_file, help="neutral weights (a run's weights.safetensors, or its directory)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=path_arg, default=None,
                    help=f"the PNG to write (default: {DEFAULT_NAME} beside the weights)")
     p.add_argument("--scale", type=positive_int, default=SCALE, help="pixels per weight")
     args = p.parse_args(argv)

@@ -26,11 +26,20 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from common.errors import STOP_SIGNALS, Parser, UserError, positive_float, positive_int, run_cli, silence_if_hung_up
+from common.errors import (
+    STOP_SIGNALS,
+    Parser,
+    UserError,
+    port_number,
+    positive_float,
+    positive_int,
+    run_cli,
+    silence_if_hung_up,
+)
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
-MAX_PORT = 65535
+MAX_PORT = 65535  # as common.errors.port_number takes them
 STALL = 10  # a wait on a process that is alive but busy alone (rank 0 evaluating) allows this many connect timeouts
 
 
@@ -240,14 +249,6 @@ def stop(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a port number, 1 to 65535."""
-    port = positive_int(text)
-    if port > MAX_PORT:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to {MAX_PORT}, got {text!r}")
-    return port
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from common.errors import Help, Parser, UserError, run_cli
+from common.errors import Help, Parser, UserError, path_arg, run_cli
 from common.metrics import DRIFT, ceiling_moved, mib, mode
 from common.spec import training_bytes
 
@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(prog="python -m common.report", description=main.__doc__, formatter_class=Help)
     p.add_argument("kind", choices=["converge", "bench"], help="converge: finished runs against --min-acc; "
                    "bench: the JSON lines of `bench --json`, then fixed-budget runs")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+    p.add_argument("paths", nargs="+", type=path_arg, metavar="PATH",
                    help="converge: run directories; bench: BENCH.jsonl, then run directories")
     p.add_argument("--min-acc", type=float, default=0.87, help="converge: the test accuracy every run must reach")
-    p.add_argument("--book", type=Path, default=None, help="converge: the book data path's run (JSON lines)")
+    p.add_argument("--book", type=path_arg, default=None, help="converge: the book data path's run (JSON lines)")
     args = p.parse_args(argv)
     if args.kind == "bench":  # BENCH.jsonl, then the fixed-budget runs
         print(bench_table(args.paths[0]))

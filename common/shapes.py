@@ -7,7 +7,7 @@ one entry per layer of the spec (activations are folded into their conv or dense
 import json
 from pathlib import Path
 
-from common.errors import Parser, UserError, run_cli
+from common.errors import Parser, UserError, path_arg, run_cli
 from common.spec import layer_stats
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     p = Parser(prog="python -m common.shapes", description=main.__doc__)
-    p.add_argument("reports", nargs="+", type=Path, help="JSON reports from python -m alexnet_<fw>.model --json")
+    p.add_argument("reports", nargs="+", type=path_arg, help="JSON reports from python -m alexnet_<fw>.model --json")
     args = p.parse_args(argv)
     reports = [read_report(path) for path in args.reports]
     problems = []

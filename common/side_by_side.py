@@ -43,7 +43,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from common.backends import BACKENDS, NAMES
-from common.errors import Parser
+from common.errors import Parser, path_arg
 
 ROOT = Path(__file__).resolve().parent.parent
 # Mirrored in every backend. alexnet_torch/bench_book.py is PyTorch's alone on purpose: it is the
@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     from common.atomic import atomic_write_text
 
     p = Parser(prog="python -m common.side_by_side", description=main.__doc__)
-    p.add_argument("--out", type=Path, help="the HTML file to write (default: docs/side_by_side.html; with --only, "
+    p.add_argument("--out", type=path_arg, help="the HTML file to write (default: docs/side_by_side.html; with --only, "
                                             "docs/side_by_side-ANCHOR.html beside it)")
     p.add_argument("--only", metavar="ANCHOR",
                    help="only this file (train) or section (train-the-training-loop): a smaller page")

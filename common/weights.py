@@ -13,7 +13,7 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from common.atomic import atomic_write_bytes
-from common.errors import UserError
+from common.errors import UserError, path_arg
 from common.spec import param_shapes
 
 FORMAT = "alexnet-d2l/1"
@@ -30,7 +30,7 @@ def save_weights(path: Path, weights: dict[str, np.ndarray], resize: int, backen
 
 def weights_file(text: str) -> Path:
     """A weights argument as a file path: a run's directory stands for the weights.safetensors in it."""
-    path = Path(text)
+    path = path_arg(text)
     return path / "weights.safetensors" if path.is_dir() else path
 
 

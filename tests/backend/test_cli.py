@@ -139,6 +139,7 @@ BAD = {
     "input too small": (["--resize", "66"], "too small"),
     "unknown device": (["--device", "tpu"], "--device"),
     "missing data dir": (["--data-dir", "/nonexistent/fmnist"], "does not exist"),
+    "seed past 2**32 - 1": (["--seed", "4294967296"], "--seed: expected a whole number from 0 to 4294967295"),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.cli import bench_parser, hparams_from_args, parse_args, parser
+from common.cli import bench_parser, hparams_from_args, parse_args, parser, predict_parser
 from common.errors import UserError
 from common.hparams import BOOK, HParams
 from common.metrics import append_json_line
@@ -128,6 +128,21 @@ def test_a_benchmarks_output_paths_are_made_at_once_or_refused_in_one_line(tmp_p
             bench_parser("torch").parse_args(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and phrase in err and "(Permission denied): choose another" in err, err
+
+
+@pytest.mark.parametrize("make, argv", [
+    (parser, ["--out", ""]), (parser, ["--data-dir", ""]), (parser, ["--init-weights", " "]),
+    (predict_parser, ["--weights", ""]), (predict_parser, [""]), (predict_parser, ["--out-dir", ""]),
+    (bench_parser, ["--json", ""]), (bench_parser, ["--profile", ""]),
+], ids=["train-out", "train-data-dir", "train-init-weights", "predict-weights", "predict-image", "predict-out-dir",
+        "bench-json", "bench-profile"])
+def test_an_empty_path_is_refused_not_read_as_this_folder(make, argv, capsys):
+    """`--out "$OUT"` with OUT unset would write a run into the current folder, wherever that is."""
+    with pytest.raises(SystemExit) as e:
+        make("torch").parse_args(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "expected a path, got" in err and err.count("\n") == 1, err
+    assert parser("torch").parse_args(["--seed", "4294967295"]).seed == 2**32 - 1  # NumPy's and Keras's largest
 
 
 def test_a_result_that_cannot_be_appended_is_one_line_after_the_figures(tmp_path):

@@ -177,7 +177,7 @@ def test_a_launch_without_a_command_is_one_line():
 
 @pytest.mark.parametrize(("flags", "said"), [
     (["--port", "99999"], "argument --port: expected a port from 1 to 65535, got '99999'"),
-    (["--port", "0"], "argument --port: expected a whole number of at least 1, got '0'"),
+    (["--port", "0"], "argument --port: expected a port from 1 to 65535, got '0'"),
     (["--port", "65535"], "--port 65535: this run needs 2 ports from it, past the last one (65535): pass --port "
                           "65534 or lower"),
     (["--processes", "0"], "argument --processes: expected a whole number of at least 1, got '0'"),
