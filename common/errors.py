@@ -1,4 +1,5 @@
-"""The one exception type for bad input, the parser and number types that say it, and how a command shows it.
+"""The one exception type for bad input, the parser and the number and path types that say it, and how a command
+shows it.
 
 Each shows as one line and an exit status, a framework's out-of-memory error too.
 """
