@@ -87,17 +87,16 @@ def _number(cast: Callable, minimum: float, what: str, maximum: float = math.inf
 
 positive_int = _number(int, 1, "a whole number of at least 1")
 positive_float = _number(float, 1e-300, "a number above 0")
-def path_arg(text: str) -> Path:
-    """An argparse type for a path: an empty one (an unset shell variable, `--out "$OUT"`) is refused, not read as
-    the current folder."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a path, got {text!r} (an unset shell variable?)")
-    return Path(text)
-
-
 seed_number = _number(int, 0, "a whole number from 0 to 4294967295 (2**32 - 1, NumPy's and Keras's largest seed)",
                       maximum=2**32 - 1)
 port_number = _number(int, 1, "a port from 1 to 65535", maximum=65535)
+
+
+def path_arg(text: str) -> Path:
+    """An argparse type for a path: an empty one (`--out "$OUT"` with OUT unset) is refused, not read as this folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a path, got {text!r} (an unset shell variable?)")
+    return Path(text)
 
 
 # The signals that stop a run cleanly, at the minibatch it is on: Ctrl-C, SIGTERM (kill, a scheduler) and,
