@@ -89,7 +89,8 @@ positive_int = _number(int, 1, "a whole number of at least 1")
 positive_float = _number(float, 1e-300, "a number above 0")
 seed_number = _number(int, 0, "a whole number from 0 to 4294967295 (2**32 - 1, NumPy's and Keras's largest seed)",
                       maximum=2**32 - 1)
-port_number = _number(int, 1, "a port from 1 to 65535", maximum=65535)
+MAX_PORT = 65535
+port_number = _number(int, 1, f"a port from 1 to {MAX_PORT}", maximum=MAX_PORT)
 
 
 def path_arg(text: str) -> Path:

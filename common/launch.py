@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from common.errors import (
+    MAX_PORT,
     STOP_SIGNALS,
     Parser,
     UserError,
@@ -39,7 +40,6 @@ from common.errors import (
 
 HOST = "127.0.0.1"  # the loopback address: a try on one machine, and the tests
 GRACE_S = 10.0  # how long the others get to stop after one process failed, before they are killed
-MAX_PORT = 65535  # as common.errors.port_number takes them
 STALL = 10  # a wait on a process that is alive but busy alone (rank 0 evaluating) allows this many connect timeouts
 
 

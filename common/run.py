@@ -169,10 +169,14 @@ class Run:
         out = shell_word(str(self.out))
         there = (f"{self.out} holds a {backend} run, and checkpoints do not cross frameworks: continue it with "
                  f"python -m alexnet_{backend}.train --out {out} --resume")
-        if not self.weights_path.is_file():
+        if not (flag := self._init_weights_flag()):
             return f"{there}, or start a new {self.backend} run in another --out"
         return (f"{there}, or train on in {self.backend} from its network so far (neutral weights): drop --resume, "
-                f"give --init-weights {shell_word(str(self.weights_path))} and another --out")
+                f"give {flag} and another --out")
+
+    def _init_weights_flag(self) -> str | None:
+        """`--init-weights PATH` for the network so far that the run wrote beside its checkpoint; None without one."""
+        return f"--init-weights {shell_word(str(self.weights_path))}" if self.weights_path.is_file() else None
 
     def _hold_lock(self) -> None:
         """Take the run directory's lock, or refuse at once if another process holds it."""
@@ -289,11 +293,11 @@ class Run:
     def without_checkpoint(self) -> str:
         """How to go on from a checkpoint that cannot be read, in words: from the weights beside it, or anew."""
         anew = "start the run again with --force"
-        if not self.weights_path.is_file():
+        if not (flag := self._init_weights_flag()):
             return anew
         left = self.hparams.num_epochs - self.start_epoch
         return (f"{anew}, or go on from the network so far, which the run wrote beside it: give the run's command "
-                f"--init-weights {shell_word(str(self.weights_path))} --epochs {left} and another --out")
+                f"{flag} --epochs {left} and another --out")
 
     def cannot_write(self, error: CannotWrite, command: str) -> CannotWrite:
         """The error to stop with when a checkpoint could not be written: what was kept, and how to go on."""

@@ -147,6 +147,11 @@ def weights_bytes(resize: int = BOOK.resize) -> int:
     return num_params(resize) * BYTES_PER_FLOAT
 
 
+def input_bytes(resize: int) -> int:
+    """One image's resized input in bytes: it stays float32 in every mode."""
+    return IN_CHANNELS * resize**2 * BYTES_PER_FLOAT
+
+
 def training_bytes(resize: int, batch_size: int, dtype: str = "float32") -> int:
     """At least this much memory trains a minibatch: the weights and their gradients, and every layer's output.
 
@@ -154,15 +159,15 @@ def training_bytes(resize: int, batch_size: int, dtype: str = "float32") -> int:
     they are all kept. The backends' peak memory was 2.1 to 2.4 times this at 224 and batch 128 (docs/results.md).
     """
     bytes_per_value = 2 if dtype == "bfloat16" else BYTES_PER_FLOAT
-    per_image = IN_CHANNELS * resize**2 * BYTES_PER_FLOAT  # the resized input stays float32
-    per_image += sum(s.activation_bytes for s in layer_stats(resize)) // BYTES_PER_FLOAT * bytes_per_value
+    activations = sum(s.activation_bytes for s in layer_stats(resize)) // BYTES_PER_FLOAT * bytes_per_value
+    per_image = input_bytes(resize) + activations
     return 2 * weights_bytes(resize) + batch_size * per_image
 
 
 def evaluation_bytes(resize: int, batch_size: int) -> int:
     """At least this much memory runs a minibatch forward without gradients: the weights, and for each image
     its input on the host beside the largest pair of a layer's input and output, which exist at once."""
-    sizes = [IN_CHANNELS * resize**2 * BYTES_PER_FLOAT, *(s.activation_bytes for s in layer_stats(resize))]
+    sizes = [input_bytes(resize), *(s.activation_bytes for s in layer_stats(resize))]
     per_image = sizes[0] + max(a + b for a, b in pairwise(sizes))
     return weights_bytes(resize) + batch_size * per_image
 
